@@ -1,0 +1,21 @@
+"""Backends by name, imported lazily so ``import tuner`` stays free of TVM."""
+
+from __future__ import annotations
+
+import importlib
+
+from tuner.backends.base import Artifact, Backend, Session
+from tuner.errors import ConfigError
+
+_BACKENDS = {"ort": ("tuner.backends.onnxruntime", "OrtBackend"),
+             "tvm": ("tuner.backends.tvm", "TvmBackend")}
+
+__all__ = ["Artifact", "Backend", "Session", "get_backend"]
+
+
+def get_backend(name: str) -> Backend:
+    """Return a backend instance by name; unknown names list the valid ones."""
+    if name not in _BACKENDS:
+        raise ConfigError(f"unknown backend {name!r} (valid: {', '.join(_BACKENDS)})")
+    module, cls = _BACKENDS[name]
+    return getattr(importlib.import_module(module), cls)()

@@ -1,0 +1,187 @@
+"""The Configuration of a trial: every knob Podium can turn, validated up front.
+
+A Configuration is a pydantic model with ``extra="forbid"``: an unknown key or value is a
+:class:`~tuner.errors.ConfigError` naming it, and so is a combination that cannot be built
+(e.g. a calibration method without static int8, an ORT option on the TVM backend).
+Fields that do not apply to the chosen backend/precision stay ``None``; :meth:`normalized`
+fills their defaults so two spellings of the same configuration hash the same.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from tuner.errors import ConfigError
+
+
+class Backend(StrEnum):
+    ORT = "ort"
+    TVM = "tvm"
+
+
+class Precision(StrEnum):
+    FP32 = "fp32"
+    FP16 = "fp16"
+    INT8_DYNAMIC = "int8-dynamic"
+    INT8_STATIC = "int8-static"
+
+    @property
+    def is_int8(self) -> bool:
+        return self in (Precision.INT8_DYNAMIC, Precision.INT8_STATIC)
+
+
+class Calibration(StrEnum):
+    MINMAX = "minmax"
+    ENTROPY = "entropy"
+    PERCENTILE = "percentile"
+
+
+class GraphOptimization(StrEnum):
+    DISABLE = "disable"
+    BASIC = "basic"
+    EXTENDED = "extended"
+    ALL = "all"
+
+
+class ExecutionMode(StrEnum):
+    SEQUENTIAL = "sequential"
+    PARALLEL = "parallel"
+
+
+class TvmFeatures(StrEnum):
+    """Which ISA the TVM target may use: the profile's own (``native``) or a safe floor."""
+
+    NATIVE = "native"
+    AVX2 = "avx2"
+    GENERIC = "generic"
+
+
+ORT_ONLY = ("ort_graph_optimization", "ort_execution_mode")
+TVM_ONLY = ("tvm_opt_level", "tvm_features", "tvm_tuning_trials")
+INT8_ONLY = ("per_channel",)
+STATIC_ONLY = ("calibration",)
+
+ORT_DEFAULTS = {"ort_graph_optimization": GraphOptimization.ALL,
+                "ort_execution_mode": ExecutionMode.SEQUENTIAL}
+TVM_DEFAULTS = {"tvm_opt_level": 3, "tvm_features": TvmFeatures.NATIVE, "tvm_tuning_trials": 0}
+
+# Fields that change the built artifact; the rest (threads, execution mode) are load-time.
+ORT_BUILD_FIELDS = ("variant", "backend", "precision", "calibration", "per_channel")
+TVM_BUILD_FIELDS = ("variant", "backend", "precision", "batch", "tvm_opt_level",
+                    "tvm_features", "tvm_tuning_trials", "hardware")
+
+
+class Configuration(BaseModel):
+    """One point of the search space.
+
+    Example:
+        >>> Configuration(variant="mlp", precision="int8-static", calibration="minmax")
+        ...  # doctest: +SKIP
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
+
+    variant: str | None = Field(None, description="model variant; None = the workload's reference")
+    backend: Backend = Backend.ORT
+    precision: Precision = Precision.FP32
+    calibration: Calibration | None = Field(None, description="static int8 only")
+    per_channel: bool | None = Field(None, description="int8 only: per-channel weight scales")
+    ort_graph_optimization: GraphOptimization | None = None
+    ort_execution_mode: ExecutionMode | None = None
+    threads: int = Field(1, ge=1, le=1024, description="intra-op threads = cores reserved")
+    batch: int = Field(1, ge=1, le=65536, description="samples per inference call")
+    tvm_opt_level: int | None = Field(None, ge=0, le=3)
+    tvm_features: TvmFeatures | None = None
+    tvm_tuning_trials: int | None = Field(None, ge=0, le=100_000)
+    hardware: str = "local"
+
+    @model_validator(mode="after")
+    def _check_combinations(self) -> Configuration:
+        problems = []
+        if self.backend is Backend.TVM:
+            problems += [f"{k} applies to the ort backend only" for k in ORT_ONLY
+                         if getattr(self, k) is not None]
+            if self.precision.is_int8:
+                problems.append("int8 precisions run on the ort backend only "
+                                "(TVM consumes fp32/fp16 graphs)")
+        else:
+            problems += [f"{k} applies to the tvm backend only" for k in TVM_ONLY
+                         if getattr(self, k) is not None]
+        if not self.precision.is_int8:
+            problems += [f"{k} applies to int8 precisions only" for k in INT8_ONLY
+                         if getattr(self, k) is not None]
+        if self.precision is not Precision.INT8_STATIC:
+            problems += [f"{k} applies to precision=int8-static only" for k in STATIC_ONLY
+                         if getattr(self, k) is not None]
+        if self.ort_execution_mode is ExecutionMode.PARALLEL and self.threads < 2:
+            problems.append("ort_execution_mode=parallel needs threads >= 2")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @classmethod
+    def parse(cls, values: dict[str, Any]) -> Configuration:
+        """Validate ``values`` and raise :class:`ConfigError` with a one-line message."""
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            raise ConfigError(f"invalid configuration: {_describe(exc)}") from None
+
+    def normalized(self) -> Configuration:
+        """Return a copy with the defaults of the chosen backend/precision filled in."""
+        update: dict[str, Any] = {}
+        defaults = ORT_DEFAULTS if self.backend is Backend.ORT else TVM_DEFAULTS
+        update |= {k: v for k, v in defaults.items() if getattr(self, k) is None}
+        if self.precision.is_int8 and self.per_channel is None:
+            update["per_channel"] = False
+        if self.precision is Precision.INT8_STATIC and self.calibration is None:
+            update["calibration"] = Calibration.MINMAX
+        return self.model_copy(update=update)
+
+    def with_updates(self, **changes: Any) -> Configuration:
+        """Return a validated copy with ``changes`` applied (strings are parsed)."""
+        return Configuration.parse(self.model_dump(mode="json") | changes)
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def build_key(self) -> dict[str, Any]:
+        """The fields that determine the built artifact (cache key material)."""
+        fields = ORT_BUILD_FIELDS if self.backend is Backend.ORT else TVM_BUILD_FIELDS
+        return {k: v for k, v in self.as_dict().items() if k in fields}
+
+    def digest(self) -> str:
+        """A stable short hash of the normalized configuration."""
+        text = json.dumps(self.normalized().as_dict(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def parse_assignments(pairs: list[str]) -> dict[str, str]:
+    """Turn ``["key=value", …]`` (CLI ``--set``) into a dict, rejecting malformed items."""
+    result: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects key=value, got {pair!r}")
+        key = key.strip()
+        if key not in Configuration.model_fields:
+            valid = ", ".join(Configuration.model_fields)
+            raise ConfigError(f"unknown configuration key {key!r} (valid: {valid})")
+        result[key] = value.strip()
+    return result
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"])
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = f"unknown key (valid: {', '.join(Configuration.model_fields)})"
+        parts.append(f"{where}: {message}" if where else message)
+    return "; ".join(parts)

@@ -1,0 +1,71 @@
+"""Podium's error tree, mapped to CLI exit codes and HTTP statuses in one place.
+
+::
+
+    PodiumError                      any error Podium raises on purpose
+    ├── InputError                   the user's input is wrong (CLI exit 2, HTTP 4xx)
+    │   ├── WorkloadError            unknown workload, bad ONNX file, npz that does not fit
+    │   ├── ConfigError              unknown key/value, invalid combination of options
+    │   ├── HardwareError            unknown or malformed hardware profile, target not here
+    │   └── ConstraintError          a constraint expression that does not parse
+    ├── TrialFailed                  a build or measurement failed (crash, timeout, NaN)
+    └── SubmissionRejected           the leaderboard refused a submission
+
+Messages are one line, name the problem and, where it helps, the valid choices.
+"""
+
+from __future__ import annotations
+
+
+class PodiumError(Exception):
+    """Base of every error Podium raises deliberately."""
+
+    exit_code = 1
+
+
+class InputError(PodiumError):
+    """The user's input is wrong; nothing was built, cached or written."""
+
+    exit_code = 2
+
+
+class WorkloadError(InputError):
+    """A workload cannot be found, built or validated."""
+
+
+class ConfigError(InputError):
+    """A configuration key, value or combination is invalid."""
+
+
+class HardwareError(InputError):
+    """A hardware profile is unknown, malformed, or not available here."""
+
+
+class ConstraintError(InputError):
+    """A constraint expression does not parse or names an unknown metric."""
+
+
+class TrialFailed(PodiumError):
+    """A trial's build or measurement failed; ``stage`` says which."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, stage: str = "trial") -> None:
+        super().__init__(message)
+        self.stage = stage
+
+
+class SubmissionRejected(PodiumError):
+    """The leaderboard refused a submission; ``reasons`` lists every failed check."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, reasons: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.reasons = list(reasons or [])
+
+
+def one_line(error: BaseException) -> str:
+    """Return ``error`` as a single line, for CLI messages and failure reasons."""
+    text = str(error).strip() or type(error).__name__
+    return " ".join(text.split())

@@ -1,0 +1,126 @@
+"""The measurement protocol of MEASUREMENT.md, run inside a fresh, pinned worker process.
+
+Order within one process: warm up (≥ 20 calls and ≥ 0.5 s), time single calls for
+latency (≥ 662 calls and ≥ 1 s, so p99 is supported; SingleStream), run back-to-back
+batches for throughput (≥ 1 s in ≥ 10 blocks; Offline), then score quality on the
+evaluation set with the same session. Latencies are integer nanoseconds until the end.
+
+Stability: the latency samples are cut into ``blocks`` contiguous blocks; the CV of the
+block medians decides ``stable`` (≤ 5%), ``noisy`` (≤ 10%) or ``unstable``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from tuner.errors import TrialFailed
+from tuner.results import Stability
+
+Run = Callable[[dict[str, np.ndarray]], list[np.ndarray]]
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """Minimums of the protocol; ``max_latency_s`` bounds very slow artifacts.
+
+    When ``max_latency_s`` runs out before ``p99_calls`` calls, p99 is not reported
+    (LoadGen's early-stopping minimum is not met) rather than reported from too few calls.
+    """
+
+    warmup_calls: int = 20
+    warmup_s: float = 0.5
+    p90_calls: int = 64
+    p99_calls: int = 662
+    latency_s: float = 1.0
+    max_latency_s: float = 60.0
+    throughput_s: float = 1.0
+    blocks: int = 10
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def warm_up(run: Run, feed: dict[str, np.ndarray], protocol: Protocol) -> int:
+    calls, start = 0, time.perf_counter()
+    while calls < protocol.warmup_calls or time.perf_counter() - start < protocol.warmup_s:
+        run(feed)
+        calls += 1
+    return calls
+
+
+def time_calls(run: Run, feed: dict[str, np.ndarray], protocol: Protocol) -> np.ndarray:
+    """Latency of single calls in ns, until the call and time minimums are both met."""
+    samples: list[int] = []
+    clock = time.perf_counter_ns
+    start = clock()
+    min_ns, max_ns = int(protocol.latency_s * 1e9), int(protocol.max_latency_s * 1e9)
+    while True:
+        before = clock()
+        run(feed)
+        after = clock()
+        samples.append(after - before)
+        elapsed = after - start
+        if len(samples) >= protocol.p99_calls and elapsed >= min_ns:
+            break
+        if elapsed >= max_ns and len(samples) >= protocol.blocks:
+            break
+    return np.asarray(samples, dtype=np.int64)
+
+
+def latency_stats(samples_ns: np.ndarray, protocol: Protocol) -> dict[str, Any]:
+    ms = samples_ns / 1e6
+    n = len(ms)
+    medians = np.array([np.median(b) for b in np.array_split(ms, protocol.blocks)])
+    cv = float(np.std(medians) / np.mean(medians)) if np.mean(medians) > 0 else 0.0
+    return {
+        "calls": n,
+        "latency_p50_ms": float(np.percentile(ms, 50)),
+        "latency_p90_ms": float(np.percentile(ms, 90)) if n >= protocol.p90_calls else None,
+        "latency_p99_ms": float(np.percentile(ms, 99)) if n >= protocol.p99_calls else None,
+        "latency_mean_ms": float(np.mean(ms)),
+        "cv": cv,
+        "stability": str(Stability.from_cv(cv)),
+        "block_medians_ms": [float(m) for m in medians],
+    }
+
+
+def offline_throughput(run: Run, feed: dict[str, np.ndarray], batch: int,
+                       protocol: Protocol) -> dict[str, Any]:
+    """Samples per second over back-to-back batches, in ``blocks`` timed blocks."""
+    block_s = protocol.throughput_s / protocol.blocks
+    rates, total_samples, total_s = [], 0, 0.0
+    for _ in range(protocol.blocks):
+        calls, start = 0, time.perf_counter()
+        while True:
+            run(feed)
+            calls += 1
+            elapsed = time.perf_counter() - start
+            if elapsed >= block_s:
+                break
+        rates.append(calls * batch / elapsed)
+        total_samples += calls * batch
+        total_s += elapsed
+    return {"throughput_per_s": total_samples / total_s,
+            "throughput_blocks_per_s": [float(r) for r in rates]}
+
+
+def check_finite(outputs: list[np.ndarray]) -> None:
+    for index, out in enumerate(outputs):
+        if np.issubdtype(out.dtype, np.floating) and not np.all(np.isfinite(out)):
+            raise TrialFailed(f"output {index} contains NaN or Inf", stage="measure")
+
+
+def measure_session(run: Run, feed: dict[str, np.ndarray], batch: int,
+                    protocol: Protocol) -> dict[str, Any]:
+    """Run the timing part of the protocol on one loaded session."""
+    check_finite(run(feed))
+    warmup = warm_up(run, feed, protocol)
+    stats = latency_stats(time_calls(run, feed, protocol), protocol)
+    stats |= offline_throughput(run, feed, batch, protocol)
+    stats["warmup_calls"] = warmup
+    return stats

@@ -1,0 +1,144 @@
+"""One trial: validate → build (cached) → measure in a fresh pinned process → TrialResult.
+
+Bad input (:class:`InputError`) is raised before anything is built. A build or
+measurement failure is not raised: it becomes a FAILED TrialResult carrying the stage
+and reason, so a search records it and goes on. An unstable measurement is re-measured
+once in a new process (MEASUREMENT.md rule 4) and then reported as it is.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from tuner.build import build_artifact
+from tuner.config import Backend, Configuration
+from tuner.cost import cost_per_million_usd
+from tuner.errors import ConfigError, HardwareError, TrialFailed
+from tuner.hardware import LOCAL, HardwareProfile, fingerprint, load_profile
+from tuner.measure import Protocol
+from tuner.power import energy_mj_per_inference, estimate_power_w
+from tuner.results import HardwareRef, Metrics, Stability, TrialResult, TrialState, WorkloadRef
+from tuner.subprocess_runner import run_worker
+from tuner.versions import package_versions, podium_version
+from workloads.base import Workload
+from workloads.onnx_files import file_sha256, session_inputs
+
+NODE_PROFILES_ENV = "PODIUM_NODE_PROFILES"
+DEFAULT_TIMEOUT_S = 600.0
+
+
+def node_profiles() -> list[str]:
+    """Hardware profiles this node runs: ``local`` plus what ``PODIUM_NODE_PROFILES`` claims."""
+    extra = [p.strip() for p in os.environ.get(NODE_PROFILES_ENV, "").split(",") if p.strip()]
+    return [LOCAL, *extra]
+
+
+def validate(workload: Workload, config: Configuration,
+             profile: HardwareProfile | None = None) -> tuple[Configuration, HardwareProfile]:
+    """Resolve the variant and defaults and check that ``config`` can run here.
+
+    Raises:
+        ConfigError, HardwareError, WorkloadError: with a one-line reason.
+    """
+    profile = profile or load_profile(config.hardware)
+    variant = workload.variant(config.variant).name
+    config = config.with_updates(variant=variant).normalized()
+    if config.hardware not in node_profiles():
+        raise HardwareError(f"hardware {config.hardware!r} is not available on this node "
+                            f"(it runs {', '.join(node_profiles())}; set {NODE_PROFILES_ENV} "
+                            "on a machine of that type)")
+    usable = len(os.sched_getaffinity(0))
+    if config.threads > min(profile.cores, usable):
+        raise ConfigError(f"threads={config.threads} exceeds the cores available "
+                          f"({profile.name} has {profile.cores}, this process may use {usable})")
+    fixed = session_inputs(workload.model_path(variant))[0].shape[:1]
+    if fixed and fixed[0] is not None and config.batch != fixed[0]:
+        raise ConfigError(f"variant {variant!r} has a fixed batch size of {fixed[0]}; "
+                          f"batch={config.batch} is not possible")
+    if config.backend is Backend.TVM:
+        from tuner.build import hardware_spec
+
+        hardware_spec(profile, config)  # raises HardwareError for impossible features
+    return config, profile
+
+
+def run_trial(workload: Workload, config: Configuration, *, protocol: Protocol | None = None,
+              timeout_s: float = DEFAULT_TIMEOUT_S, cpus: list[int] | None = None,
+              seed: int | None = None) -> TrialResult:
+    """Build and measure ``config`` on ``workload`` and return its TrialResult.
+
+    Args:
+        workload: the workload (``workloads.get(name)`` or ``workloads.from_files``).
+        config: the configuration; its ``hardware`` must be a profile this node runs.
+        protocol: measurement minimums (defaults follow MEASUREMENT.md).
+        timeout_s: limit for the build and for each measurement, in seconds.
+        cpus: cores to pin the measurement to (default: the first ``threads`` usable).
+        seed: recorded for reproduction (the search's seed).
+
+    Raises:
+        InputError: the configuration cannot run on this workload or node.
+    """
+    protocol = protocol or Protocol()
+    config, profile = validate(workload, config)
+    cpus = cpus or sorted(os.sched_getaffinity(0))[:config.threads]
+    started = datetime.now(UTC)
+    record: dict[str, Any] = {
+        "podium_version": podium_version(), "trial_id": uuid.uuid4().hex,
+        "workload": WorkloadRef(name=workload.name, sha256=workload.sha256,
+                                variant=config.variant,
+                                variant_sha256=file_sha256(workload.model_path(config.variant)),
+                                metric=str(workload.metric),
+                                reference_quality=workload.reference_quality),
+        "config": config.as_dict(), "config_digest": config.digest(),
+        "hardware": HardwareRef(profile=profile.name, fingerprint=fingerprint(profile),
+                                node=platform.node(), cpus=cpus),
+        "packages": package_versions(), "seed": seed, "started_at": started,
+    }
+    timings: dict[str, float] = {}
+    try:
+        begin = time.perf_counter()
+        artifact, cache_hit = build_artifact(workload, config, profile, timeout_s=timeout_s)
+        timings["build_wall_s"] = time.perf_counter() - begin
+        record["artifact"] = {"key": artifact.path.name, "cache_hit": cache_hit,
+                              "files": artifact.files, "details": artifact.details}
+        spec = {"task": "measure", "config": config.as_dict(), "artifact_dir": str(artifact.path),
+                "workload_root": str(workload.root), "threads": config.threads, "cpus": cpus,
+                "protocol": protocol.as_dict()}
+        begin = time.perf_counter()
+        stats = run_worker(spec, timeout_s=timeout_s, threads=config.threads)
+        if stats["stability"] == Stability.UNSTABLE:
+            stats = run_worker(spec, timeout_s=timeout_s, threads=config.threads)
+            stats["remeasured"] = True
+        timings["measure_wall_s"] = time.perf_counter() - begin
+    except TrialFailed as exc:
+        return TrialResult(**record, state=TrialState.FAILED, error=str(exc),
+                           failed_stage=exc.stage, timings=timings,
+                           finished_at=datetime.now(UTC))
+    metrics = _metrics(stats, workload, profile, config, artifact.model_size_bytes,
+                       artifact.build_s)
+    measurement = {k: v for k, v in stats.items() if k not in Metrics.model_fields}
+    measurement["protocol"] = protocol.as_dict()
+    return TrialResult(**record, state=TrialState.COMPLETE, metrics=metrics,
+                       measurement=measurement, timings=timings, finished_at=datetime.now(UTC))
+
+
+def _metrics(stats: dict[str, Any], workload: Workload, profile: HardwareProfile,
+             config: Configuration, model_size: int, build_s: float) -> Metrics:
+    throughput = stats["throughput_per_s"]
+    power, power_source = estimate_power_w(profile, config.threads)
+    cost, price_source = cost_per_million_usd(profile, throughput)
+    reference = workload.reference_quality
+    return Metrics(
+        latency_p50_ms=stats["latency_p50_ms"], latency_p90_ms=stats["latency_p90_ms"],
+        latency_p99_ms=stats["latency_p99_ms"], latency_mean_ms=stats["latency_mean_ms"],
+        throughput_per_s=throughput, quality=stats["quality"],
+        quality_ratio=stats["quality"] / reference if reference > 0 else None,
+        model_size_bytes=model_size, peak_rss_bytes=stats["peak_rss_bytes"], build_s=build_s,
+        power_w=power, energy_mj_per_inference=energy_mj_per_inference(power, throughput),
+        cost_per_million_usd=cost, power_source=power_source, price_source=price_source,
+        stability=Stability(stats["stability"]), cv=stats["cv"])

@@ -1,0 +1,119 @@
+"""Worker process entry: ``python -m tuner.worker SPEC.json OUT.json``.
+
+Builds and measurements run here, one per fresh process, so that (MEASUREMENT.md rule 2)
+a measuring process never built anything, a crash inside a native library (TVM, ORT)
+becomes a failed trial instead of a dead engine, and the process can be pinned to the
+cores it reserved. The parent (:mod:`tuner.subprocess_runner`) reads ``OUT.json``: either
+the task's result or ``{"error": {"message", "stage"}}``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tuner.errors import PodiumError, TrialFailed, one_line
+
+
+def build_task(spec: dict[str, Any]) -> dict[str, Any]:
+    """Transform + compile one artifact into ``spec["out_dir"]``."""
+    from tuner.backends import get_backend
+    from tuner.config import Configuration
+    from tuner.transforms import apply_precision
+    from workloads.registry import open_root
+
+    start = time.perf_counter()
+    config = Configuration.model_validate(spec["config"]).normalized()
+    workload = open_root(Path(spec["workload_root"]))
+    calibration = workload.calib_inputs
+    out_dir = Path(spec["out_dir"])
+    with tempfile.TemporaryDirectory() as tmp:
+        transformed = Path(tmp) / "transformed.onnx"
+        details = apply_precision(workload.model_path(config.variant), config, transformed,
+                                  calibration=calibration)
+        artifact = get_backend(config.backend.value).build(
+            transformed, config, out_dir, calibration=calibration, hardware=spec["hardware"])
+    artifact.details = details | artifact.details
+    artifact.build_s = time.perf_counter() - start
+    artifact.save()
+    return {"build_s": artifact.build_s}
+
+
+def measure_task(spec: dict[str, Any]) -> dict[str, Any]:
+    """Load one artifact and run the protocol plus the quality evaluation."""
+    from tuner.backends import Artifact, get_backend
+    from tuner.config import Configuration
+    from tuner.measure import Protocol, check_finite, measure_session
+    from workloads.quality import score
+    from workloads.reference import run_in_batches
+    from workloads.registry import open_root
+
+    config = Configuration.model_validate(spec["config"]).normalized()
+    workload = open_root(Path(spec["workload_root"]))
+    protocol = Protocol(**spec["protocol"])
+    artifact = Artifact.load(Path(spec["artifact_dir"]))
+    start = time.perf_counter()
+    session = get_backend(config.backend.value).load(artifact, config, threads=spec["threads"])
+    load_s = time.perf_counter() - start
+    inputs = workload.eval_inputs
+    feed = _first_rows(inputs, config.batch)
+    stats = measure_session(session.run, feed, config.batch, protocol)
+    outputs = run_in_batches(session.run, inputs, config.batch, pad=True)
+    check_finite(outputs)
+    scored = outputs[workload.output_index]
+    stats["quality"] = score(workload.metric, scored, labels=workload.eval_labels,
+                             reference=workload.reference_outputs)
+    stats["eval_samples"] = len(scored)
+    stats["load_s"] = load_s
+    stats["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    stats["cpus"] = sorted(os.sched_getaffinity(0))
+    session.close()
+    return stats
+
+
+def _first_rows(inputs: dict[str, np.ndarray], batch: int) -> dict[str, np.ndarray]:
+    """A batch of real rows, repeated when the evaluation set is smaller than the batch."""
+    n = len(next(iter(inputs.values())))
+    index = np.arange(batch) % n
+    return {k: np.ascontiguousarray(v[index]) for k, v in inputs.items()}
+
+
+TASKS = {"build": build_task, "measure": measure_task}
+
+
+def main(argv: list[str]) -> int:
+    spec_path, out_path = Path(argv[0]), Path(argv[1])
+    spec = json.loads(spec_path.read_text())
+    if spec.get("cpus"):
+        os.sched_setaffinity(0, spec["cpus"])
+    try:
+        result: dict[str, Any] = TASKS[spec["task"]](spec)
+    except TrialFailed as exc:
+        result = {"error": {"message": one_line(exc), "stage": exc.stage}}
+    except PodiumError as exc:
+        result = {"error": {"message": one_line(exc), "stage": spec["task"]}}
+    except Exception as exc:
+        last = traceback.extract_tb(exc.__traceback__)[-1]
+        where = f" (at {Path(last.filename).name}:{last.lineno})"
+        result = {"error": {"message": f"{type(exc).__name__}: {one_line(exc)[:400]}{where}",
+                            "stage": spec["task"]}}
+    if "error" in result and spec["task"] == "build":
+        shutil.rmtree(spec["out_dir"], ignore_errors=True)
+    tmp = out_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result))
+    tmp.replace(out_path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,145 @@
+"""What a workload is: model variants, evaluation and calibration data, a quality metric.
+
+A built-in workload is a :class:`Recipe`: a deterministic ``build(out_dir)`` function that
+writes its ONNX variants into ``out_dir`` and returns a :class:`BuildOutput` with the data.
+The registry (:mod:`workloads.registry`) runs recipes at first use and caches the result
+under ``PODIUM_HOME``; a user workload comes from files (:mod:`workloads.user`). Both end
+as a :class:`Workload`, the only type the tuner sees.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from tuner.errors import WorkloadError
+
+
+class Metric(StrEnum):
+    """How quality is scored; every score is in [0, 1] and higher is better."""
+
+    ACCURACY = "accuracy"  # top-1 accuracy against labels
+    AGREEMENT = "agreement"  # top-1 agreement with the fp32 reference outputs
+    RELATIVE_ERROR = "relative_error"  # 1 - ||y - y_ref|| / ||y_ref||, floored at 0
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One ONNX model of a workload; ``filename`` is relative to the workload folder."""
+
+    name: str
+    filename: str
+    description: str = ""
+    parameters: int = 0
+
+
+@dataclass
+class BuildOutput:
+    """What a recipe's ``build`` returns after writing its variants into ``out_dir``.
+
+    Input arrays are keyed by the model's input names, with the batch on axis 0. Labels
+    are integer classes for ``Metric.ACCURACY`` and ``None`` otherwise.
+    """
+
+    variants: list[Variant]
+    reference: str
+    eval_inputs: dict[str, np.ndarray]
+    calib_inputs: dict[str, np.ndarray]
+    eval_labels: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A deterministic builder of a built-in workload. Bump ``version`` when it changes."""
+
+    name: str
+    description: str
+    metric: Metric
+    version: int
+    build: Callable[[Path], BuildOutput]
+    output_index: int = 0
+
+
+@dataclass
+class Workload:
+    """A workload ready to run: files on disk plus their content hash.
+
+    ``sha256`` covers every model file, the data and the metric, so two machines with
+    the same hash measured the same thing. ``output_index`` selects the output that is
+    scored (classifier probabilities/logits, or the only output).
+    """
+
+    name: str
+    description: str
+    root: Path
+    variants: dict[str, Variant]
+    reference: str
+    metric: Metric
+    sha256: str
+    data_file: str = "data.npz"
+    output_index: int = 0
+    reference_quality: float = 1.0
+    source: str = "builtin"
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def variant(self, name: str | None) -> Variant:
+        """Return the named variant (the reference for ``None``) or raise WorkloadError."""
+        key = self.reference if name is None else name
+        if key not in self.variants:
+            raise WorkloadError(f"workload {self.name!r} has no variant {key!r} "
+                                f"(variants: {', '.join(self.variants)})")
+        return self.variants[key]
+
+    def model_path(self, variant: str | None = None) -> Path:
+        return self.root / self.variant(variant).filename
+
+    @cached_property
+    def _data(self) -> dict[str, np.ndarray]:
+        with np.load(self.root / self.data_file, allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}
+
+    @property
+    def eval_inputs(self) -> dict[str, np.ndarray]:
+        return _section(self._data, "eval__")
+
+    @property
+    def calib_inputs(self) -> dict[str, np.ndarray]:
+        return _section(self._data, "calib__")
+
+    @property
+    def eval_labels(self) -> np.ndarray | None:
+        return self._data.get("labels")
+
+    @cached_property
+    def reference_outputs(self) -> np.ndarray:
+        """fp32 ORT outputs of the reference variant on the evaluation set (scored output)."""
+        from workloads.reference import load_reference
+
+        return load_reference(self.root, self.output_index)
+
+    @property
+    def n_eval(self) -> int:
+        return len(next(iter(self.eval_inputs.values())))
+
+    def summary(self) -> dict[str, object]:
+        return {"name": self.name, "description": self.description, "metric": str(self.metric),
+                "variants": list(self.variants), "reference": self.reference,
+                "n_eval": self.n_eval, "sha256": self.sha256, "source": self.source}
+
+
+def _section(data: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
+    return {k.removeprefix(prefix): v for k, v in data.items() if k.startswith(prefix)}
+
+
+def write_data(path: Path, out: BuildOutput) -> None:
+    """Write a recipe's arrays as one npz (no pickles) in the layout Workload reads."""
+    arrays = {f"eval__{k}": v for k, v in out.eval_inputs.items()}
+    arrays |= {f"calib__{k}": v for k, v in out.calib_inputs.items()}
+    if out.eval_labels is not None:
+        arrays["labels"] = out.eval_labels
+    np.savez(path, **arrays)

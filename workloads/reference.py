@@ -1,0 +1,70 @@
+"""The fp32 reference: the reference variant at fp32 on ONNX Runtime, default options.
+
+Its outputs on the evaluation set are computed once per workload and stored beside the
+workload (``reference.npz``); agreement and relative-error scores compare against them,
+and ``quality_ratio`` divides by the reference's own quality.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from tuner.errors import WorkloadError
+from workloads.base import Metric
+from workloads.quality import score
+
+REFERENCE_FILE = "reference.npz"
+REFERENCE_BATCH = 64
+
+
+def run_in_batches(run, inputs: dict[str, np.ndarray], batch: int, *,
+                   pad: bool) -> np.ndarray | list[np.ndarray]:
+    """Run ``run(inputs)`` over the dataset in chunks of ``batch`` rows.
+
+    With ``pad`` the last chunk is zero-padded to ``batch`` rows (fixed-shape backends)
+    and the padding rows are dropped from the outputs. Returns the outputs concatenated
+    along axis 0, one array per model output.
+    """
+    n = len(next(iter(inputs.values())))
+    chunks: list[list[np.ndarray]] = []
+    for start in range(0, n, batch):
+        part = {k: v[start:start + batch] for k, v in inputs.items()}
+        rows = len(next(iter(part.values())))
+        if pad and rows < batch:
+            part = {k: np.concatenate([v, np.zeros((batch - rows, *v.shape[1:]), v.dtype)])
+                    for k, v in part.items()}
+        chunks.append([np.asarray(o)[:rows] for o in run(part)])
+    return [np.concatenate([c[i] for c in chunks]) for i in range(len(chunks[0]))]
+
+
+def compute_reference(model_path: Path, inputs: dict[str, np.ndarray], *,
+                      batch: int = REFERENCE_BATCH) -> list[np.ndarray]:
+    """fp32 outputs of ``model_path`` on ``inputs`` with ORT's default session options."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+    outputs = run_in_batches(lambda feed: session.run(None, feed), inputs, batch, pad=False)
+    for name, out in zip((o.name for o in session.get_outputs()), outputs, strict=True):
+        if np.issubdtype(out.dtype, np.floating) and not np.all(np.isfinite(out)):
+            raise WorkloadError(f"the reference model {model_path.name} produces NaN/Inf in "
+                                f"output {name!r} on the evaluation data")
+    return outputs
+
+
+def save_reference(root: Path, outputs: list[np.ndarray]) -> None:
+    np.savez(root / REFERENCE_FILE, **{f"out{i}": o for i, o in enumerate(outputs)})
+
+
+def load_reference(root: Path, output_index: int) -> np.ndarray:
+    with np.load(root / REFERENCE_FILE, allow_pickle=False) as npz:
+        return npz[f"out{output_index}"]
+
+
+def reference_quality(metric: Metric, reference: np.ndarray, labels: np.ndarray | None) -> float:
+    """The reference's own score: its accuracy, or 1.0 for scores relative to itself."""
+    return score(metric, reference, labels=labels, reference=reference)
