@@ -84,11 +84,17 @@ def content_hash(name: str, metric: Metric, reference: str, variants: list[Varia
 
 def store(*, name: str, description: str, metric: Metric, reference: str,
           variants: list[Variant], staging: Path, arrays: dict[str, np.ndarray],
-          output_index: int, source: str) -> Workload:
-    """Finish a staged workload folder: reference outputs, hash, manifest, atomic rename."""
-    eval_inputs = {k.removeprefix("eval__"): v for k, v in arrays.items()
-                   if k.startswith("eval__")}
-    outputs = compute_reference(staging / _variant(variants, reference).filename, eval_inputs)
+          output_index: int, source: str,
+          outputs: list[np.ndarray] | None = None) -> Workload:
+    """Finish a staged workload folder: reference outputs, hash, manifest, atomic rename.
+
+    ``outputs`` are the reference outputs when the caller already computed them.
+    """
+    if outputs is None:
+        eval_inputs = {k.removeprefix("eval__"): v for k, v in arrays.items()
+                       if k.startswith("eval__")}
+        outputs = compute_reference(staging / _variant(variants, reference).filename,
+                                    eval_inputs)
     if not 0 <= output_index < len(outputs):
         raise WorkloadError(f"output index {output_index} out of range ({len(outputs)} outputs)")
     save_reference(staging, outputs)

@@ -58,7 +58,7 @@ def from_files(model: Path | str, data: Path | str, *, name: str | None = None) 
         variant = Variant("model", "model.onnx", f"user model {model.name}")
         return store(name=name or f"user:{model.stem}", description=f"{model.name} + {data.name}",
                      metric=metric, reference="model", variants=[variant], staging=staging,
-                     arrays=stored, output_index=0, source="files")
+                     arrays=stored, output_index=0, source="files", outputs=outputs)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -77,13 +77,12 @@ def _refuse_external_data(path: Path) -> None:
 def _load_npz(path: Path) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise WorkloadError(f"data file {path} does not exist")
+    if not zipfile.is_zipfile(path):
+        raise WorkloadError(f"{path.name} is not a readable npz file (not a zip archive of "
+                            "arrays; save with numpy.savez)")
     try:
         with np.load(path, allow_pickle=False) as npz:
-            if not hasattr(npz, "files"):
-                raise WorkloadError(f"{path.name} is a single array, not an npz archive")
             return {k: npz[k] for k in npz.files}
-    except WorkloadError:
-        raise
     except ValueError as exc:
         if "pickle" in str(exc).lower():
             raise WorkloadError(f"{path.name} contains pickled objects, which are refused "

@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from tuner.constraints import parse_constraint, unmet, violations
+from tuner.errors import ConstraintError
+from tuner.results import HardwareRef, Metrics, TrialResult, TrialState, WorkloadRef
+
+
+def _result(**metrics) -> TrialResult:
+    return TrialResult(
+        podium_version="0", trial_id="t", state=TrialState.COMPLETE,
+        workload=WorkloadRef(name="w", sha256="s", variant="v", variant_sha256="s",
+                             metric="accuracy"),
+        config={}, config_digest="d", hardware=HardwareRef(profile="local", fingerprint={}),
+        packages={}, metrics=Metrics(**metrics))
+
+
+def test_parse_and_violation_sign():
+    c = parse_constraint("quality_ratio >= 0.99")
+    assert c.violation(1.0) <= 0 < c.violation(0.9)
+    assert parse_constraint("latency_p90_ms<5").violation(5.0) > 0  # strict: on the bound fails
+    assert parse_constraint("latency_p90_ms<=5").violation(5.0) == 0
+    assert math.isinf(c.violation(None))
+
+
+@pytest.mark.parametrize("text", ["", "quality_ratio", "quality_ratio == 1", "speed < 3",
+                                  "quality_ratio >= fast", "latency_p90_ms < inf"])
+def test_bad_expressions(text):
+    with pytest.raises(ConstraintError):
+        parse_constraint(text)
+
+
+def test_estimated_power_never_satisfies_a_power_constraint():
+    result = _result(power_w=1.0, power_source="estimated_tdp", quality_ratio=1.0)
+    reasons = unmet([parse_constraint("power_w <= 40")], result)
+    assert len(reasons) == 1 and "estimate" in reasons[0]
+    measured = _result(power_w=1.0, power_source="rapl")
+    assert unmet([parse_constraint("power_w <= 40")], measured) == []
+
+
+def test_unstable_measurements_satisfy_nothing():
+    result = _result(latency_p90_ms=1.0, stability="unstable")
+    assert math.isinf(violations([parse_constraint("latency_p90_ms < 5")], result)[0])

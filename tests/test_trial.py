@@ -1,0 +1,130 @@
+"""Real trials on the digits workload: every precision, the cache, failures."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+import pytest
+
+from tuner.config import Configuration
+from tuner.errors import ConfigError, InputError
+from tuner.results import METRICS, TrialResult
+from tuner.trial import run_trial
+
+PRECISIONS = [
+    {"precision": "fp32"},
+    {"precision": "fp16"},
+    {"precision": "int8-dynamic"},
+    {"precision": "int8-dynamic", "per_channel": True},
+    {"precision": "int8-static", "calibration": "minmax"},
+    {"precision": "int8-static", "calibration": "entropy"},
+    {"precision": "int8-static", "calibration": "percentile"},
+]
+
+
+@pytest.mark.parametrize("values", PRECISIONS, ids=lambda v: "-".join(map(str, v.values())))
+def test_every_precision_builds_and_measures(digits, protocol, values):
+    result = run_trial(digits, Configuration.parse({"variant": "mlp-64", **values}),
+                       protocol=protocol)
+    assert result.ok, result.error
+    m = result.metrics
+    assert set(METRICS) <= set(m.model_dump())
+    assert 0 < m.latency_p50_ms <= m.latency_p90_ms <= m.latency_p99_ms
+    assert m.throughput_per_s > 0 and m.model_size_bytes > 0 and m.peak_rss_bytes > 0
+    assert 0.85 <= m.quality <= 1.0
+    assert m.quality_ratio == pytest.approx(m.quality / digits.reference_quality)
+    assert m.power_source == "estimated_tdp" and m.price_source.startswith("estimate")
+    assert m.stability is not None and m.cv >= 0
+    assert result.measurement["calls"] >= protocol.p99_calls
+    assert result.measurement["eval_samples"] == digits.n_eval
+    assert result.hardware.cpus == [0]
+    if values["precision"].startswith("int8"):
+        assert result.artifact["details"]["int8_op_types"]
+
+
+def test_reference_fp32_reproduces_reference_quality(digits, protocol):
+    result = run_trial(digits, Configuration(), protocol=protocol)
+    assert result.workload.variant == digits.reference
+    assert result.metrics.quality == pytest.approx(digits.reference_quality)
+    assert result.metrics.quality_ratio == pytest.approx(1.0)
+
+
+def test_batch_and_threads_are_honoured(digits, protocol):
+    result = run_trial(digits, Configuration.parse({"batch": 7, "threads": 2,
+                                                    "ort_graph_optimization": "basic"}),
+                       protocol=protocol)
+    assert result.ok, result.error
+    assert result.measurement["eval_samples"] == digits.n_eval  # padding rows dropped
+    assert result.hardware.cpus == [0, 1]
+
+
+def test_second_build_is_a_cache_hit(digits, protocol, podium_home):
+    config = Configuration.parse({"variant": "linear", "precision": "int8-dynamic"})
+    first = run_trial(digits, config, protocol=protocol)
+    second = run_trial(digits, config.with_updates(threads=2), protocol=protocol)
+    assert second.artifact["cache_hit"] is True
+    assert first.artifact["key"] == second.artifact["key"]
+    assert (podium_home / "artifacts" / first.artifact["key"]).is_dir()
+
+
+def test_record_round_trips_as_json(digits, protocol, tmp_path):
+    result = run_trial(digits, Configuration.parse({"variant": "linear"}), protocol=protocol)
+    path = tmp_path / "trial.json"
+    result.to_json(path)
+    again = TrialResult.from_json(path.read_text())
+    assert again == result
+    record = json.loads(path.read_text())
+    assert record["workload"]["sha256"] == digits.sha256
+    assert record["packages"]["onnxruntime"] and record["hardware"]["fingerprint"]
+
+
+def test_failed_build_is_a_failed_trial_and_caches_nothing(digits, protocol, podium_home):
+    before = set((podium_home / "artifacts").iterdir())
+    # onnxruntime's quantizer cannot do per-channel static int8 on Gemm-form graphs.
+    result = run_trial(digits, Configuration.parse(
+        {"variant": "mlp-64", "precision": "int8-static", "per_channel": True}),
+        protocol=protocol)
+    assert not result.ok and result.failed_stage == "build"
+    assert "conversion failed" in result.error
+    assert set((podium_home / "artifacts").iterdir()) == before
+
+
+def test_a_crashing_worker_is_a_failed_trial(digits, protocol, tmp_path, monkeypatch):
+    crasher = tmp_path / "crash.sh"
+    crasher.write_text("#!/bin/sh\nkill -SEGV $$\n")
+    crasher.chmod(crasher.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setattr("tuner.subprocess_runner.sys.executable", str(crasher))
+    result = run_trial(digits, Configuration.parse({"variant": "linear", "precision": "fp16"}),
+                       protocol=protocol)
+    assert not result.ok and "SIGSEGV" in result.error
+
+
+def test_a_hanging_worker_times_out(digits, protocol):
+    result = run_trial(digits, Configuration.parse({"variant": "linear", "batch": 3}),
+                       protocol=protocol, timeout_s=0.05)
+    assert not result.ok and "time limit" in result.error
+
+
+@pytest.mark.parametrize(("values", "error"), [
+    ({"variant": "nope"}, "no variant 'nope'"),
+    ({"threads": 64}, "exceeds the cores"),
+    ({"hardware": "aws-c7i.large"}, "not available on this node"),
+    ({"hardware": "nope"}, "unknown hardware profile"),
+])
+def test_bad_configurations_are_refused_before_building(digits, values, error):
+    with pytest.raises(InputError) as caught:
+        run_trial(digits, Configuration.parse(values))
+    assert error in str(caught.value)
+
+
+def test_user_model_with_fixed_batch_refuses_other_batches(tmp_path):
+    import workloads
+    from tests import onnx_models
+
+    model = onnx_models.classifier(tmp_path / "fixed.onnx", batch=1)
+    wl = workloads.from_files(model, onnx_models.data(tmp_path / "d.npz"))
+    with pytest.raises(ConfigError, match="fixed batch size of 1"):
+        run_trial(wl, Configuration.parse({"batch": 4}))
+    assert os.sched_getaffinity(0)

@@ -1,0 +1,60 @@
+"""The ``podium`` command: one Typer app joining the command groups.
+
+Every deliberate error (:class:`~tuner.errors.PodiumError`) is printed as one line on
+stderr and exits with its ``exit_code`` (2 for bad input), never with a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from tuner.commands.catalog import hardware_app, workloads_app
+from tuner.commands.trial import trial_app
+from tuner.errors import PodiumError, one_line
+
+app = typer.Typer(name="podium", no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Podium: search, measure and rank ONNX serving configurations.")
+app.add_typer(workloads_app, name="workloads")
+app.add_typer(hardware_app, name="hardware")
+app.add_typer(trial_app, name="trial")
+
+
+def _mount_leaderboard() -> None:
+    try:
+        from leaderboard.cli import app as leaderboard_app
+    except ImportError:
+        return
+    app.add_typer(leaderboard_app, name="leaderboard", help="The tournament leaderboard service.")
+
+
+_mount_leaderboard()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point; maps errors to exit codes."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except PodiumError as exc:
+        print(f"podium: error: {one_line(exc)}", file=sys.stderr)
+        return exc.exit_code
+    except (typer.Exit, SystemExit) as exc:
+        return int(getattr(exc, "exit_code", getattr(exc, "code", 0)) or 0)
+    except typer.Abort:
+        print("podium: aborted", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("podium: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if hasattr(exc, "format_message"):  # a usage error from Typer's bundled Click
+            print(f"podium: error: {one_line(exc.format_message())}", file=sys.stderr)
+            return 2
+        print(f"podium: internal error: {type(exc).__name__}: {one_line(exc)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

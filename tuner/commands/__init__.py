@@ -1,0 +1,1 @@
+"""Typer command groups of the ``podium`` CLI, one module per group."""

@@ -1,0 +1,61 @@
+"""``podium workloads …`` and ``podium hardware …``: what can be tuned, and where."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from rich.table import Table
+
+from tuner.commands.output import console
+
+workloads_app = typer.Typer(help="Built-in workloads.", no_args_is_help=True)
+hardware_app = typer.Typer(help="Hardware profiles (targets).", no_args_is_help=True)
+
+
+@workloads_app.command("list")
+def list_workloads(build: bool = typer.Option(False, help="build (or load) each workload "
+                                              "and show its variants and hash")) -> None:
+    """List the built-in workloads."""
+    import workloads
+    from workloads.registry import recipe
+
+    table = Table(title="workloads")
+    for column in ("name", "metric", "description", "variants", "sha256"):
+        table.add_column(column)
+    for name in workloads.names():
+        spec = recipe(name)
+        if build:
+            wl = workloads.get(name)
+            variants = ", ".join(f"{v}{'*' if v == wl.reference else ''}" for v in wl.variants)
+            table.add_row(name, str(spec.metric), spec.description, variants, wl.sha256[:16])
+        else:
+            table.add_row(name, str(spec.metric), spec.description, "(--build)", "")
+    console.print(table)
+
+
+@hardware_app.command("list")
+def list_hardware() -> None:
+    """List the hardware profiles (``local`` is detected from this machine)."""
+    from tuner.hardware import load_profile, profile_names
+
+    table = Table(title="hardware profiles")
+    for column in ("name", "cores", "ray resource", "price USD/h", "power W (idle–TDP)",
+                   "description"):
+        table.add_column(column)
+    for name in profile_names():
+        p = load_profile(name)
+        price = f"{p.price.usd_per_hour:.4g}" if p.price else "—"
+        table.add_row(p.name, str(p.cores), p.ray_resource, price,
+                      f"{p.power.idle_w:g}–{p.power.tdp_w:g}", p.description)
+    console.print(table)
+
+
+@hardware_app.command("show")
+def show_hardware(name: str) -> None:
+    """Show one profile in full, with its fingerprint."""
+    from tuner.hardware import fingerprint, load_profile
+
+    profile = load_profile(name)
+    console.print_json(json.dumps(profile.as_dict() | {"fingerprint": fingerprint(profile)},
+                                  default=str))
