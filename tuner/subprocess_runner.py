@@ -38,9 +38,8 @@ def run_worker(spec: dict[str, Any], *, timeout_s: float | None,
         spec_path.write_text(json.dumps(spec))
         command = [sys.executable, "-m", "tuner.worker", str(spec_path), str(out_path)]
         try:
-            done = subprocess.run(command, env=env, timeout=timeout_s, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True, errors="replace",
-                                  check=False)
+            done = subprocess.run(command, env=env, timeout=timeout_s, capture_output=True,
+                                  text=True, errors="replace", check=False)
         except subprocess.TimeoutExpired:
             raise TrialFailed(f"{stage} ran past its time limit of {timeout_s:g} s",
                               stage=stage) from None
