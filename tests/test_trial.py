@@ -95,7 +95,7 @@ def test_a_crashing_worker_is_a_failed_trial(digits, protocol, tmp_path, monkeyp
     crasher = tmp_path / "crash.sh"
     crasher.write_text("#!/bin/sh\nkill -SEGV $$\n")
     crasher.chmod(crasher.stat().st_mode | stat.S_IXUSR)
-    monkeypatch.setattr("tuner.subprocess_runner.sys.executable", str(crasher))
+    monkeypatch.setenv("PODIUM_WORKER_PYTHON", str(crasher))
     result = run_trial(digits, Configuration.parse({"variant": "linear", "precision": "fp16"}),
                        protocol=protocol)
     assert not result.ok and "SIGSEGV" in result.error

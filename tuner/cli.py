@@ -11,6 +11,7 @@ import sys
 import typer
 
 from tuner.commands.catalog import hardware_app, workloads_app
+from tuner.commands.optimize import optimize_command
 from tuner.commands.trial import trial_app
 from tuner.errors import PodiumError, one_line
 
@@ -19,6 +20,7 @@ app = typer.Typer(name="podium", no_args_is_help=True, pretty_exceptions_enable=
 app.add_typer(workloads_app, name="workloads")
 app.add_typer(hardware_app, name="hardware")
 app.add_typer(trial_app, name="trial")
+app.command("optimize")(optimize_command)
 
 
 def _mount_leaderboard() -> None:
@@ -35,7 +37,7 @@ _mount_leaderboard()
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point; maps errors to exit codes."""
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)
     except PodiumError as exc:
         print(f"podium: error: {one_line(exc)}", file=sys.stderr)
         return exc.exit_code
@@ -53,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         print(f"podium: internal error: {type(exc).__name__}: {one_line(exc)}", file=sys.stderr)
         return 1
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ from typing import Any
 from tuner.errors import TrialFailed
 
 STDERR_TAIL = 400
+# The interpreter for workers; a deployment (or a fault-injection test) may point it elsewhere.
+WORKER_PYTHON_ENV = "PODIUM_WORKER_PYTHON"
 
 
 def run_worker(spec: dict[str, Any], *, timeout_s: float | None,
@@ -36,7 +38,8 @@ def run_worker(spec: dict[str, Any], *, timeout_s: float | None,
     with tempfile.TemporaryDirectory(prefix="podium-worker-") as tmp:
         spec_path, out_path = Path(tmp) / "spec.json", Path(tmp) / "out.json"
         spec_path.write_text(json.dumps(spec))
-        command = [sys.executable, "-m", "tuner.worker", str(spec_path), str(out_path)]
+        python = os.environ.get(WORKER_PYTHON_ENV) or sys.executable
+        command = [python, "-m", "tuner.worker", str(spec_path), str(out_path)]
         try:
             done = subprocess.run(command, env=env, timeout=timeout_s, capture_output=True,
                                   text=True, errors="replace", check=False)

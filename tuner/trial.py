@@ -38,9 +38,12 @@ def node_profiles() -> list[str]:
     return [LOCAL, *extra]
 
 
-def validate(workload: Workload, config: Configuration,
-             profile: HardwareProfile | None = None) -> tuple[Configuration, HardwareProfile]:
+def validate(workload: Workload, config: Configuration, profile: HardwareProfile | None = None,
+             *, node_check: bool = True) -> tuple[Configuration, HardwareProfile]:
     """Resolve the variant and defaults and check that ``config`` can run here.
+
+    ``node_check=False`` skips the "does this node run that profile" test, for callers that
+    were scheduled on a node advertising the profile (a Ray task asking for ``hw:<name>``).
 
     Raises:
         ConfigError, HardwareError, WorkloadError: with a one-line reason.
@@ -48,7 +51,7 @@ def validate(workload: Workload, config: Configuration,
     profile = profile or load_profile(config.hardware)
     variant = workload.variant(config.variant).name
     config = config.with_updates(variant=variant).normalized()
-    if config.hardware not in node_profiles():
+    if node_check and config.hardware not in node_profiles():
         raise HardwareError(f"hardware {config.hardware!r} is not available on this node "
                             f"(it runs {', '.join(node_profiles())}; set {NODE_PROFILES_ENV} "
                             "on a machine of that type)")
@@ -69,7 +72,8 @@ def validate(workload: Workload, config: Configuration,
 
 def run_trial(workload: Workload, config: Configuration, *, protocol: Protocol | None = None,
               timeout_s: float = DEFAULT_TIMEOUT_S, cpus: list[int] | None = None,
-              seed: int | None = None) -> TrialResult:
+              seed: int | None = None, node: str | None = None,
+              node_check: bool = True) -> TrialResult:
     """Build and measure ``config`` on ``workload`` and return its TrialResult.
 
     Args:
@@ -79,26 +83,16 @@ def run_trial(workload: Workload, config: Configuration, *, protocol: Protocol |
         timeout_s: limit for the build and for each measurement, in seconds.
         cpus: cores to pin the measurement to (default: the first ``threads`` usable).
         seed: recorded for reproduction (the search's seed).
+        node: how to name the node that ran it (default: the host name).
+        node_check: see :func:`validate`.
 
     Raises:
         InputError: the configuration cannot run on this workload or node.
     """
     protocol = protocol or Protocol()
-    config, profile = validate(workload, config)
+    config, profile = validate(workload, config, node_check=node_check)
     cpus = cpus or sorted(os.sched_getaffinity(0))[:config.threads]
-    started = datetime.now(UTC)
-    record: dict[str, Any] = {
-        "podium_version": podium_version(), "trial_id": uuid.uuid4().hex,
-        "workload": WorkloadRef(name=workload.name, sha256=workload.sha256,
-                                variant=config.variant,
-                                variant_sha256=file_sha256(workload.model_path(config.variant)),
-                                metric=str(workload.metric),
-                                reference_quality=workload.reference_quality),
-        "config": config.as_dict(), "config_digest": config.digest(),
-        "hardware": HardwareRef(profile=profile.name, fingerprint=fingerprint(profile),
-                                node=platform.node(), cpus=cpus),
-        "packages": package_versions(), "seed": seed, "started_at": started,
-    }
+    record = _record(workload, config, profile, cpus=cpus, seed=seed, node=node)
     timings: dict[str, float] = {}
     try:
         begin = time.perf_counter()
@@ -125,6 +119,33 @@ def run_trial(workload: Workload, config: Configuration, *, protocol: Protocol |
     measurement["protocol"] = protocol.as_dict()
     return TrialResult(**record, state=TrialState.COMPLETE, metrics=metrics,
                        measurement=measurement, timings=timings, finished_at=datetime.now(UTC))
+
+
+def _record(workload: Workload, config: Configuration, profile: HardwareProfile, *,
+            cpus: list[int], seed: int | None, node: str | None) -> dict[str, Any]:
+    """The identity part of a TrialResult: what ran, on what, with which software."""
+    return {
+        "podium_version": podium_version(), "trial_id": uuid.uuid4().hex,
+        "workload": WorkloadRef(name=workload.name, sha256=workload.sha256,
+                                variant=config.variant,
+                                variant_sha256=file_sha256(workload.model_path(config.variant)),
+                                metric=str(workload.metric),
+                                reference_quality=workload.reference_quality),
+        "config": config.as_dict(), "config_digest": config.digest(),
+        "hardware": HardwareRef(profile=profile.name, fingerprint=fingerprint(profile),
+                                node=node or platform.node(), cpus=cpus),
+        "packages": package_versions(), "seed": seed, "started_at": datetime.now(UTC),
+    }
+
+
+def failed_result(workload: Workload, config: Configuration, reason: str, *,
+                  stage: str, seed: int | None = None) -> TrialResult:
+    """A FAILED TrialResult for a trial that died outside ``run_trial`` (e.g. its worker)."""
+    config = config.with_updates(variant=workload.variant(config.variant).name).normalized()
+    record = _record(workload, config, load_profile(config.hardware), cpus=[], seed=seed,
+                     node=None)
+    return TrialResult(**record, state=TrialState.FAILED, error=reason, failed_stage=stage,
+                       finished_at=datetime.now(UTC))
 
 
 def _metrics(stats: dict[str, Any], workload: Workload, profile: HardwareProfile,

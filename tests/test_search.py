@@ -1,0 +1,174 @@
+"""optimize() with a real local Ray and a real SQLite Optuna storage."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import FAST_PROTOCOL
+from tuner.api import optimize
+from tuner.errors import ConfigError, ConstraintError, HardwareError
+from tuner.search import finished_results
+
+SMALL = {"backend": "ort", "batch": 1, "threads": 1, "ort_graph_optimization": "all",
+         "precision": ["fp32", "int8-dynamic"], "per_channel": False}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray():
+    import ray
+
+    ray.shutdown()
+    ray.init(num_cpus=2, resources={"hw:local": 1}, include_dashboard=False,
+             log_to_driver=False, configure_logging=False)
+    yield
+    ray.shutdown()
+
+
+def _optimize(tmp_path, **kwargs):
+    values = {"workload": "digits", "objectives": ["latency_p90_ms"],
+              "constraints": ["quality_ratio >= 0.95"], "trials": 4, "space": SMALL,
+              "storage": f"sqlite:///{tmp_path / 'study.db'}", "study": "s",
+              "protocol": FAST_PROTOCOL} | kwargs
+    return optimize(**values)
+
+
+def test_search_finds_a_feasible_best_and_records_everything(tmp_path, digits):
+    result = _optimize(tmp_path, trials=5)
+    assert result.baseline.ok and result.baseline.config["threads"] == 2
+    assert result.baseline.config["variant"] == digits.reference
+    assert result.best is not None and result.best.ok
+    assert result.best.metrics.quality_ratio >= 0.95
+    assert 0 < result.n_trials <= 5 and len(result.feasible) >= 1
+    front = result.pareto
+    assert not front.empty and "latency_p90_ms" in front.columns
+    record = json.loads(result.to_json(tmp_path / "out.json"))
+    assert {"baseline", "best", "pareto", "trials", "n_trials", "n_feasible", "n_failed",
+            "study", "storage"} <= set(record)
+    assert all(t["workload"]["sha256"] == digits.sha256 for t in record["trials"])
+    digests = [t["config_digest"] for t in record["trials"]]
+    assert len(digests) == len(set(digests)), "a configuration was measured twice"
+
+
+def test_resume_keeps_finished_trials_and_measures_only_new_ones(tmp_path):
+    first = _optimize(tmp_path, trials=3)
+    ids = {r.trial_id for r in first.results}
+    second = _optimize(tmp_path, trials=5)
+    assert ids <= {r.trial_id for r in second.results}
+    assert second.baseline.trial_id == first.baseline.trial_id
+    assert len({r.config_digest for r in second.results}) == len(second.results)
+
+
+def test_multi_objective_pareto_front(tmp_path):
+    result = _optimize(tmp_path, objectives=["latency_p90_ms", "model_size_bytes"], trials=5,
+                       space=SMALL | {"variant": ["linear", "mlp-64"]})
+    assert len(result.front) >= 1
+    for a in result.front:
+        for b in result.front:
+            assert not (b.metrics.latency_p90_ms < a.metrics.latency_p90_ms
+                        and b.metrics.model_size_bytes < a.metrics.model_size_bytes)
+
+
+def test_nothing_feasible_reports_the_nearest(tmp_path):
+    result = _optimize(tmp_path, constraints=["latency_p90_ms < 0.0000001"], trials=2)
+    assert result.best is None and result.feasible == []
+    assert result.nearest and "latency_p90_ms < 1e-07" in result.nearest[0]["unmet"][0]
+
+
+def test_an_estimated_power_never_satisfies_a_power_constraint(tmp_path):
+    result = _optimize(tmp_path, constraints=["power_w <= 1000"], trials=2)
+    assert result.best is None
+    assert "estimate" in result.nearest[0]["unmet"][0]
+
+
+def test_crashing_workers_are_failed_trials_and_the_study_finishes(tmp_path, monkeypatch):
+    import ray
+
+    crasher = tmp_path / "crash.sh"
+    crasher.write_text("#!/bin/sh\nkill -SEGV $$\n")
+    crasher.chmod(crasher.stat().st_mode | stat.S_IXUSR)
+    ray.shutdown()  # workers inherit the environment at start
+    monkeypatch.setenv("PODIUM_WORKER_PYTHON", str(crasher))
+    ray.init(num_cpus=2, resources={"hw:local": 1}, include_dashboard=False,
+             log_to_driver=False, configure_logging=False)
+    try:
+        result = _optimize(tmp_path, trials=3, space=SMALL | {"variant": "linear"})
+    finally:
+        ray.shutdown()
+        monkeypatch.delenv("PODIUM_WORKER_PYTHON")
+        ray.init(num_cpus=2, resources={"hw:local": 1}, include_dashboard=False,
+                 log_to_driver=False, configure_logging=False)
+    assert result.n_trials >= 2 and result.n_failed == result.n_trials
+    assert all("SIGSEGV" in r.error for r in result.results)
+    assert not result.baseline.ok
+
+
+@pytest.mark.parametrize(("kwargs", "error"), [
+    ({"constraints": ["quality_ratio >> 1"]}, ConstraintError),
+    ({"constraints": ["speed < 1"]}, ConstraintError),
+    ({"objectives": ["speed"]}, ConfigError),
+    ({"space": {"colour": "red"}}, ConfigError),
+    ({"space": {"precision": "int4"}}, ConfigError),
+    ({"space": {"backend": "tvm", "precision": "int8-static"}}, ConfigError),
+    ({"sampler": "magic"}, ConfigError),
+    ({"hardware": ["aws-c7i.large"]}, HardwareError),
+    ({"hardware": ["cray-1"]}, HardwareError),
+])
+def test_bad_requests_are_refused(tmp_path, kwargs, error):
+    with pytest.raises(error):
+        _optimize(tmp_path, **kwargs)
+
+
+def test_a_study_for_another_search_is_not_resumed(tmp_path):
+    _optimize(tmp_path, trials=1)
+    with pytest.raises(ConfigError, match="different search"):
+        _optimize(tmp_path, trials=1, constraints=["quality_ratio >= 0.5"])
+
+
+KILLED_SEARCH = """
+import sys
+from tests.conftest import FAST_PROTOCOL
+from tuner.api import optimize
+optimize("digits", ["latency_p90_ms"], ["quality_ratio >= 0.95"], trials=int(sys.argv[2]),
+         space={space}, storage=sys.argv[1], study="k", protocol=FAST_PROTOCOL)
+"""
+
+
+@pytest.mark.slow
+def test_kill_9_and_resume_loses_nothing_and_measures_nothing_twice(tmp_path):
+    import optuna
+
+    storage = f"sqlite:///{tmp_path / 'k.db'}"
+    script = KILLED_SEARCH.replace("{space}", repr(SMALL | {"precision": ["fp32", "fp16",
+                                                                         "int8-dynamic"]}))
+    env = dict(os.environ)
+    for kill_after in (1, 2):
+        process = subprocess.Popen([sys.executable, "-c", script, storage, "6"], env=env,
+                                   start_new_session=True)
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            try:
+                done = finished_results(optuna.load_study(study_name="k", storage=storage))
+            except Exception:
+                continue
+            if len(done) >= kill_after:
+                break
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    before = {r.trial_id for r in finished_results(optuna.load_study(study_name="k",
+                                                                     storage=storage))}
+    assert before
+    result = optimize("digits", ["latency_p90_ms"], ["quality_ratio >= 0.95"], trials=6,
+                      space=SMALL | {"precision": ["fp32", "fp16", "int8-dynamic"]},
+                      storage=storage, study="k", protocol=FAST_PROTOCOL)
+    after = {r.trial_id for r in result.results}
+    assert before <= after
+    assert len({r.config_digest for r in result.results}) == len(result.results)

@@ -1,0 +1,321 @@
+"""``optimize()``: a constrained, multi-objective search over a workload's space.
+
+>>> from tuner import optimize
+>>> result = optimize(workload="digits", objectives=["latency_p90_ms"],
+...                   constraints=["quality_ratio >= 0.99"], trials=20)  # doctest: +SKIP
+>>> result.best.config, result.best.metrics.latency_p90_ms  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tuner.config import Configuration
+from tuner.constraints import Constraint, parse_constraints, unmet, violations
+from tuner.errors import ConfigError, HardwareError
+from tuner.executor import RayExecutor
+from tuner.hardware import load_profile
+from tuner.measure import Protocol
+from tuner.results import METRIC_DIRECTIONS, Stability, TrialResult
+from tuner.search import (
+    RESULT_ATTR,
+    SAMPLERS,
+    Suggester,
+    default_storage,
+    directions,
+    make_sampler,
+    measured_digests,
+    open_study,
+    recover_interrupted,
+    tell,
+)
+from tuner.space import default_space
+from tuner.trial import DEFAULT_TIMEOUT_S, failed_result
+from workloads.base import Workload
+
+Progress = Callable[[dict[str, Any]], None]
+NEAREST = 3
+
+
+@dataclass
+class OptimizationResult:
+    """What a search found. ``trials`` and ``pareto`` are pandas DataFrames."""
+
+    study: str
+    storage: str
+    objectives: list[str]
+    constraints: list[str]
+    baseline: TrialResult | None
+    results: list[TrialResult]
+    feasible: list[TrialResult] = field(default_factory=list)
+    best: TrialResult | None = None
+    nearest: list[dict[str, Any]] = field(default_factory=list)
+    front: list[TrialResult] = field(default_factory=list)
+
+    @property
+    def n_trials(self) -> int:
+        return len(self.results)
+
+    @property
+    def n_failed(self) -> int:
+        return sum(not r.ok for r in self.results)
+
+    @property
+    def trials(self):
+        import pandas as pd
+
+        return pd.DataFrame([r.flat() for r in self.results])
+
+    @property
+    def pareto(self):
+        import pandas as pd
+
+        return pd.DataFrame([r.flat() for r in self.front])
+
+    def as_dict(self) -> dict[str, Any]:
+        dump = lambda r: r.model_dump(mode="json") if r else None  # noqa: E731
+        return {"study": self.study, "storage": self.storage, "objectives": self.objectives,
+                "constraints": self.constraints, "baseline": dump(self.baseline),
+                "best": dump(self.best), "pareto": [dump(r) for r in self.front],
+                "nearest": [{"trial": dump(n["trial"]), "unmet": n["unmet"]}
+                            for n in self.nearest],
+                "trials": [dump(r) for r in self.results], "n_trials": self.n_trials,
+                "n_feasible": len(self.feasible), "n_failed": self.n_failed}
+
+    def to_json(self, path: Path | str | None = None) -> str:
+        text = json.dumps(self.as_dict(), indent=2)
+        if path is not None:
+            Path(path).write_text(text + "\n")
+        return text
+
+
+def optimize(workload: str | Workload = "digits", objectives: Sequence[str] = ("latency_p90_ms",),
+             constraints: Sequence[str] = (), hardware: Sequence[str] = ("local",), *,
+             trials: int | None = 30, timeout_s: float | None = None,
+             space: dict[str, Any] | None = None, sampler: str = "auto", seed: int = 0,
+             study: str | None = None, storage: str | None = None,
+             ray_address: str | None = None, trial_timeout_s: float = DEFAULT_TIMEOUT_S,
+             protocol: Protocol | None = None, progress: Progress | None = None,
+             ) -> OptimizationResult:
+    """Search ``workload``'s configurations for the best under ``constraints``.
+
+    Args:
+        workload: a built-in name, a Workload, or ``workloads.from_files(model, data)``.
+        objectives: metric names; each has a known direction (see README glossary).
+        constraints: expressions like ``"quality_ratio >= 0.99"``.
+        hardware: hardware profiles the search may target (Ray resources ``hw:<name>``).
+        trials: budget of finished trials (resumed studies count what they have).
+        timeout_s: wall-clock budget; the search stops submitting after it.
+        space: restrict/fix dimensions, e.g. ``{"backend": "ort", "threads": [1, 2]}``.
+        sampler: ``auto`` (constrained multivariate TPE), ``tpe``, ``nsga2``, ``random``,
+            ``grid``.
+        study, storage: Optuna study name and RDB URL (default SQLite under PODIUM_HOME).
+        ray_address: None for a local Ray; ``"auto"`` or an address to join a cluster.
+        trial_timeout_s: limit for each trial's build and measurement.
+
+    Raises:
+        InputError: unknown workload/metric/profile, bad constraint, bad space override.
+    """
+    import workloads as registry
+
+    if trials is None and timeout_s is None:
+        raise ConfigError("give a budget: trials or timeout_s")
+    chosen = registry.get(workload) if isinstance(workload, str) else workload
+    objectives, parsed = list(objectives), parse_constraints(constraints)
+    profiles = [load_profile(h) for h in hardware]
+    if not profiles:
+        raise HardwareError("give at least one hardware profile")
+    directions(objectives)
+    if sampler not in SAMPLERS:
+        raise ConfigError(f"unknown sampler {sampler!r} (valid: {', '.join(SAMPLERS)})")
+    cores = min(p.cores for p in profiles)
+    default_space(chosen.variants, hardware=[p.name for p in profiles],
+                  cores=cores).restrict(space)  # bad overrides fail before Ray starts
+    storage = storage or default_storage()
+    study_name = study or f"{chosen.name}-{'-'.join(objectives)}"
+    executor = RayExecutor(address=ray_address, timeout_s=trial_timeout_s, protocol=protocol)
+    executor.start()
+    try:
+        executor.require([p.name for p in profiles])
+        cores = min(cores, *(executor.max_cpus(p.name) for p in profiles))
+        search_space = default_space(chosen.variants, hardware=[p.name for p in profiles],
+                                     cores=cores).restrict(space)
+        suggester = Suggester(search_space, grid=sampler == "grid")
+        grid_size = len(suggester.grid) if suggester.grid is not None else 0
+        identity = {"workload": chosen.sha256, "objectives": objectives,
+                    "constraints": [str(c) for c in parsed], "space": repr(search_space)}
+        optuna_study = open_study(
+            name=study_name, storage=storage, objectives=objectives, identity=identity,
+            sampler=make_sampler(sampler, seed=seed, grid_size=grid_size))
+        loop = _SearchLoop(chosen, optuna_study, suggester, executor, objectives, parsed,
+                           seed=seed, progress=progress)
+        baseline_config = Configuration(variant=chosen.reference, threads=cores,
+                                        hardware=profiles[0].name)
+        baseline = loop.baseline(baseline_config)
+        loop.enqueue_defaults(baseline_config, cores)
+        budget = trials if trials is not None else 10**9
+        limit = grid_size if grid_size else None
+        loop.run(budget, timeout_s, grid_limit=limit)
+    finally:
+        executor.stop()
+    return summarise(optuna_study, study_name, storage, objectives, parsed, baseline)
+
+
+class _SearchLoop:
+    """Ask → submit to Ray → collect → tell, keeping ≤ one trial in flight per node."""
+
+    def __init__(self, workload: Workload, study: Any, suggester: Suggester,
+                 executor: RayExecutor, objectives: list[str], constraints: list[Constraint],
+                 *, seed: int, progress: Progress | None) -> None:
+        self.workload, self.study, self.suggester = workload, study, suggester
+        self.executor, self.objectives, self.constraints = executor, objectives, constraints
+        self.seed, self.progress = seed, progress
+        self.cache = measured_digests(study)
+        self.failures = 0
+
+    def baseline(self, config: Configuration) -> TrialResult:
+        """The ORT default fp32 reference, measured first (once per study)."""
+        stored = self.study.user_attrs.get("baseline")
+        if stored:
+            return TrialResult.model_validate_json(stored)
+        self.executor.submit("baseline", self.workload, config, seed=self.seed)
+        self._emit("running", config=config)
+        while True:
+            for running, outcome in self.executor.wait(1.0):
+                result = self._as_result(running.config, outcome)
+                self.study.set_user_attr("baseline", result.model_dump_json())
+                self.cache.setdefault(result.config_digest, result)
+                self._emit("baseline", result=result)
+                return result
+
+    def enqueue_defaults(self, baseline: Configuration, cores: int) -> None:
+        """Enqueue re-runs of interrupted trials, then (new studies) strong defaults."""
+        for params in recover_interrupted(self.study):
+            self.study.enqueue_trial(params, skip_if_exists=False)
+        if self.study.trials:
+            return
+        ref = self.workload.reference
+        defaults = [baseline, Configuration(variant=ref),
+                    Configuration(variant=ref, precision="int8-static"),
+                    Configuration(variant=ref, precision="int8-static", per_channel=True)]
+        for config in defaults:
+            config = config.with_updates(hardware=baseline.hardware)
+            params = self.suggester.params_for(config.normalized())
+            if params is not None:
+                self.study.enqueue_trial(params, skip_if_exists=True)
+
+    def run(self, budget: int, timeout_s: float | None, *, grid_limit: int | None) -> None:
+        start = time.monotonic()
+        parallel = max(1, sum(self.executor.targets().get(h, 0)
+                              for h in self.suggester.space.hardware))
+        while True:
+            finished = self._finished()
+            out_of_time = timeout_s is not None and time.monotonic() - start >= timeout_s
+            exhausted = grid_limit is not None and len(self.cache) >= grid_limit
+            in_flight = len(self.executor.running)
+            if in_flight == 0 and (finished >= budget or out_of_time or exhausted):
+                return
+            while (in_flight < parallel and finished + in_flight < budget
+                   and not out_of_time and not exhausted):
+                if self._start_one():
+                    in_flight += 1
+                else:
+                    finished += 1
+            for running, outcome in self.executor.wait(1.0):
+                result = self._as_result(running.config, outcome)
+                tell(self.study, running.key, result, self.objectives, self.constraints)
+                self.cache[result.config_digest] = result
+                self.failures += not result.ok
+                self._emit("finished", result=result)
+
+    def _start_one(self) -> bool:
+        """Ask for a trial; submit it, or answer a known configuration from the cache."""
+        trial = self.study.ask()
+        config = self.suggester.suggest(trial)
+        known = self.cache.get(config.digest())
+        if known is not None:
+            trial.set_user_attr("duplicate_of", known.trial_id)
+            tell(self.study, trial, known, self.objectives, self.constraints)
+            return False
+        self.executor.submit(trial, self.workload, config, seed=self.seed)
+        self._emit("running", config=config)
+        return True
+
+    def _finished(self) -> int:
+        return sum(1 for t in self.study.get_trials(deepcopy=False)
+                   if t.state.is_finished() and not str(t.user_attrs.get("error", ""))
+                   .startswith("interrupted"))
+
+    def _as_result(self, config: Configuration, outcome: TrialResult | str) -> TrialResult:
+        if isinstance(outcome, TrialResult):
+            return outcome
+        return failed_result(self.workload, config, outcome, stage="executor", seed=self.seed)
+
+    def _emit(self, event: str, **payload: Any) -> None:
+        if self.progress is not None:
+            running = [r.config for r in self.executor.running.values()]
+            best = _best(self._feasible(list(self.cache.values())), self.objectives[0])
+            self.progress({"event": event, "finished": self._finished(), "running": running,
+                           "best": best, "failures": self.failures} | payload)
+
+    def _feasible(self, results: list[TrialResult]) -> list[TrialResult]:
+        return feasible(results, self.constraints)
+
+
+def feasible(results: list[TrialResult], constraints: list[Constraint]) -> list[TrialResult]:
+    """Complete, not unstable, every constraint met."""
+    return [r for r in results if r.ok and r.metrics.stability is not Stability.UNSTABLE
+            and not unmet(constraints, r)]
+
+
+def _key(result: TrialResult, objective: str) -> float:
+    value = result.metric(objective)
+    sign = 1.0 if METRIC_DIRECTIONS[objective] == "minimize" else -1.0
+    return sign * value if value is not None else float("inf")
+
+
+def _best(results: list[TrialResult], objective: str) -> TrialResult | None:
+    ranked = sorted(results, key=lambda r: (_key(r, objective), r.started_at))
+    return ranked[0] if ranked else None
+
+
+def pareto_front(results: list[TrialResult], objectives: list[str]) -> list[TrialResult]:
+    """Non-dominated results over ``objectives`` (ties on every objective all kept)."""
+    points = [(r, [_key(r, o) for o in objectives]) for r in results]
+    front = []
+    for result, values in points:
+        dominated = any(all(o <= v for o, v in zip(other, values, strict=True))
+                        and any(o < v for o, v in zip(other, values, strict=True))
+                        for _, other in points)
+        if not dominated:
+            front.append(result)
+    return sorted(front, key=lambda r: _key(r, objectives[0]))
+
+
+def summarise(study: Any, name: str, storage: str, objectives: list[str],
+              constraints: list[Constraint], baseline: TrialResult | None) -> OptimizationResult:
+    """Build the result from what the study holds (works for resumed studies too)."""
+    seen: set[str] = set()
+    results = []
+    for trial in study.get_trials(deepcopy=False):
+        if RESULT_ATTR in trial.user_attrs:
+            result = TrialResult.model_validate_json(trial.user_attrs[RESULT_ATTR])
+            if result.trial_id not in seen:
+                seen.add(result.trial_id)
+                results.append(result)
+    good = feasible(results, constraints)
+    nearest = []
+    if not good:
+        candidates = [r for r in results if r.ok]
+        candidates.sort(key=lambda r: sum(max(v, 0) for v in violations(constraints, r)))
+        nearest = [{"trial": r, "unmet": unmet(constraints, r)} for r in candidates[:NEAREST]]
+    return OptimizationResult(
+        study=name, storage=storage, objectives=objectives,
+        constraints=[str(c) for c in constraints], baseline=baseline, results=results,
+        feasible=good, best=_best(good, objectives[0]), nearest=nearest,
+        front=pareto_front(good, objectives))

@@ -1,0 +1,148 @@
+"""``podium optimize``: the constrained multi-objective search, with a live display.
+
+Exit codes: 0 a feasible configuration was found, 3 nothing feasible (the closest trials
+and the constraints they miss are printed), 2 bad input.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Group
+from rich.live import Live
+from rich.table import Table
+
+from tuner.commands.inputs import resolve_workload
+from tuner.commands.output import console, errors, format_value
+
+NOTHING_FEASIBLE = 3
+
+
+def _describe(config: Any) -> str:
+    parts = [config.variant, config.backend.value, config.precision.value,
+             f"{config.threads}t", f"b{config.batch}", config.hardware]
+    return " ".join(str(p) for p in parts if p)
+
+
+class LiveView:
+    """Trials done / budget, what runs where, best feasible so far, failures."""
+
+    def __init__(self, budget: int | None, objective: str) -> None:
+        self.budget, self.objective = budget, objective
+        self.state: dict[str, Any] = {"finished": 0, "running": [], "best": None, "failures": 0}
+        self.recent: list[str] = []
+        self.live = Live(self.render(), console=console, refresh_per_second=4, transient=False)
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        self.state = event
+        if "result" in event:
+            result = event["result"]
+            value = result.metric(self.objective) if result.ok else None
+            mark = format_value(value) if result.ok else f"[red]failed: {result.error[:60]}[/red]"
+            label = "baseline" if event["event"] == "baseline" else "trial"
+            self.recent = [f"{label} {_describe_record(result)} → {mark}", *self.recent][:5]
+        self.live.update(self.render())
+
+    def render(self) -> Group:
+        s = self.state
+        table = Table(show_header=False, box=None)
+        budget = self.budget if self.budget is not None else "∞"
+        table.add_row("trials", f"{s['finished']} / {budget}  (failures: {s['failures']})")
+        for config in s["running"]:
+            table.add_row("running", f"{_describe(config)}  on hw:{config.hardware}")
+        best = s["best"]
+        table.add_row(f"best {self.objective}",
+                      f"{format_value(best.metric(self.objective))}  "
+                      f"({_describe_record(best)})" if best else "— (none feasible yet)")
+        for line in self.recent:
+            table.add_row("", line)
+        return Group(table)
+
+
+def _describe_record(result: Any) -> str:
+    c = result.config
+    return (f"{c['variant']} {c['backend']} {c['precision']} {c['threads']}t b{c['batch']} "
+            f"{c['hardware']}")
+
+
+def optimize_command(
+    workload: str | None = typer.Option(None, "--workload", "-w"),
+    model: Path | None = typer.Option(None, help="user model, an ONNX file"),
+    data: Path | None = typer.Option(None, help="user data, an npz keyed by input names"),
+    objective: list[str] = typer.Option(["latency_p90_ms"], "--objective", "-o",
+                                        help="metric to optimize (repeatable)"),
+    constraint: list[str] = typer.Option([], "--constraint", "-c",
+                                         help='e.g. "quality_ratio >= 0.99" (repeatable)'),
+    hardware: list[str] = typer.Option(["local"], "--hardware", help="target (repeatable)"),
+    trials: int | None = typer.Option(None, help="budget of finished trials"),
+    timeout: float | None = typer.Option(None, help="budget in seconds"),
+    space: str | None = typer.Option(None, help='JSON restriction, e.g. {"backend": "ort"}'),
+    study: str | None = typer.Option(None), storage: str | None = typer.Option(None),
+    sampler: str = typer.Option("auto"), seed: int = typer.Option(0),
+    ray_address: str | None = typer.Option(None, help="'auto' or an address of a cluster"),
+    trial_timeout: float = typer.Option(600.0, help="limit per trial build/measurement, s"),
+    json_out: Path | None = typer.Option(None, "--json", help="write the result here"),
+) -> None:
+    """Search configurations under constraints; print the best and the Pareto front."""
+    from tuner.api import optimize
+    from tuner.constraints import parse_constraints
+    from tuner.errors import ConfigError
+    from tuner.search import directions
+
+    if trials is None and timeout is None:
+        trials = 30
+    directions(objective)
+    parse_constraints(constraint)
+    try:
+        restriction = json.loads(space) if space else None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--space is not valid JSON: {exc.msg}") from None
+    if restriction is not None and not isinstance(restriction, dict):
+        raise ConfigError("--space must be a JSON object of dimension → value(s)")
+    chosen = resolve_workload(workload, model, data)
+    from tuner.hardware import load_profile
+    from tuner.space import default_space
+
+    profiles = [load_profile(h) for h in hardware]
+    default_space(chosen.variants, hardware=hardware,
+                  cores=min(p.cores for p in profiles)).restrict(restriction)
+    view = LiveView(trials, objective[0])
+    with view.live:
+        result = optimize(chosen, objective, constraint, hardware, trials=trials,
+                          timeout_s=timeout, space=restriction, sampler=sampler, seed=seed,
+                          study=study, storage=storage, ray_address=ray_address,
+                          trial_timeout_s=trial_timeout, progress=view)
+    if json_out is not None:
+        result.to_json(json_out)
+    _report(result)
+    if result.best is None:
+        raise typer.Exit(NOTHING_FEASIBLE)
+
+
+def _report(result: Any) -> None:
+    objective = result.objectives[0]
+    console.print(f"study [bold]{result.study}[/bold] in {result.storage}: {result.n_trials} "
+                  f"trials, {len(result.feasible)} feasible, {result.n_failed} failed")
+    table = Table(title="Pareto front (feasible)")
+    for column in ("trial", "configuration", *result.objectives, "quality_ratio", "stability"):
+        table.add_column(column)
+    for r in result.front:
+        table.add_row(r.trial_id[:8], _describe_record(r),
+                      *[format_value(r.metric(o)) for o in result.objectives],
+                      format_value(r.metric("quality_ratio")), str(r.metrics.stability))
+    if result.front:
+        console.print(table)
+    base = result.baseline.metric(objective) if result.baseline and result.baseline.ok else None
+    if result.best is not None:
+        best = result.best.metric(objective)
+        ratio = f" — {base / best:.2f}× vs the ORT default ({format_value(base)})" \
+            if base and best else ""
+        console.print(f"[bold green]best {objective}: {format_value(best)}[/bold green] "
+                      f"({_describe_record(result.best)}){ratio}")
+        return
+    errors.print("nothing feasible; closest trials:")
+    for item in result.nearest:
+        errors.print(f"  {_describe_record(item['trial'])}: {'; '.join(item['unmet'])}")
