@@ -159,8 +159,7 @@ def optimize(workload: str | Workload = "digits", objectives: Sequence[str] = ("
         baseline = loop.baseline(baseline_config)
         loop.enqueue_defaults(baseline_config, cores)
         budget = trials if trials is not None else 10**9
-        limit = grid_size if grid_size else None
-        loop.run(budget, timeout_s, grid_limit=limit)
+        loop.run(budget, timeout_s)
     finally:
         executor.stop()
     return summarise(optuna_study, study_name, storage, objectives, parsed, baseline)
@@ -176,6 +175,7 @@ class _SearchLoop:
         self.executor, self.objectives, self.constraints = executor, objectives, constraints
         self.seed, self.progress = seed, progress
         self.cache = measured_digests(study)
+        self.waiting: dict[str, list[Any]] = {}
         self.failures = 0
 
     def baseline(self, config: Configuration) -> TrialResult:
@@ -209,42 +209,62 @@ class _SearchLoop:
             if params is not None:
                 self.study.enqueue_trial(params, skip_if_exists=True)
 
-    def run(self, budget: int, timeout_s: float | None, *, grid_limit: int | None) -> None:
+    def run(self, budget: int, timeout_s: float | None) -> None:
+        """Keep every node busy until the budget, the time or the grid runs out.
+
+        A suggestion equal to a finished configuration is answered from its stored result;
+        one equal to a configuration in flight waits for that result. Neither is measured
+        again, and both count against the budget.
+        """
         start = time.monotonic()
         parallel = max(1, sum(self.executor.targets().get(h, 0)
                               for h in self.suggester.space.hardware))
         while True:
             finished = self._finished()
-            out_of_time = timeout_s is not None and time.monotonic() - start >= timeout_s
-            exhausted = grid_limit is not None and len(self.cache) >= grid_limit
             in_flight = len(self.executor.running)
-            if in_flight == 0 and (finished >= budget or out_of_time or exhausted):
+            waiting = sum(len(trials) for trials in self.waiting.values())
+            out_of_time = timeout_s is not None and time.monotonic() - start >= timeout_s
+
+            def exhausted() -> bool:
+                if self.suggester.grid is None:
+                    return False
+                running = {r.config.digest() for r in self.executor.running.values()}
+                return {c.digest() for c in self.suggester.grid} <= set(self.cache) | running
+
+            if in_flight == 0 and (finished >= budget or out_of_time or exhausted()):
                 return
-            while (in_flight < parallel and finished + in_flight < budget
-                   and not out_of_time and not exhausted):
-                if self._start_one():
-                    in_flight += 1
-                else:
-                    finished += 1
+            while (in_flight < parallel and finished + in_flight + waiting < budget
+                   and not out_of_time and not exhausted()):
+                started = self._start_one()
+                in_flight += started == "submitted"
+                finished += started == "answered"
+                waiting += started == "waiting"
             for running, outcome in self.executor.wait(1.0):
                 result = self._as_result(running.config, outcome)
                 tell(self.study, running.key, result, self.objectives, self.constraints)
                 self.cache[result.config_digest] = result
+                for twin in self.waiting.pop(running.config.digest(), []):
+                    twin.set_user_attr("duplicate_of", result.trial_id)
+                    tell(self.study, twin, result, self.objectives, self.constraints)
                 self.failures += not result.ok
                 self._emit("finished", result=result)
 
-    def _start_one(self) -> bool:
-        """Ask for a trial; submit it, or answer a known configuration from the cache."""
+    def _start_one(self) -> str:
+        """Ask for a trial; submit it, answer it from the cache, or park it by its twin."""
         trial = self.study.ask()
         config = self.suggester.suggest(trial)
-        known = self.cache.get(config.digest())
+        digest = config.digest()
+        known = self.cache.get(digest)
         if known is not None:
             trial.set_user_attr("duplicate_of", known.trial_id)
             tell(self.study, trial, known, self.objectives, self.constraints)
-            return False
+            return "answered"
+        if any(r.config.digest() == digest for r in self.executor.running.values()):
+            self.waiting.setdefault(digest, []).append(trial)
+            return "waiting"
         self.executor.submit(trial, self.workload, config, seed=self.seed)
         self._emit("running", config=config)
-        return True
+        return "submitted"
 
     def _finished(self) -> int:
         return sum(1 for t in self.study.get_trials(deepcopy=False)

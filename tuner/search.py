@@ -59,7 +59,22 @@ def make_sampler(name: str, *, seed: int, grid_size: int) -> Any:
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=8)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    return optuna.samplers.GridSampler({GRID_PARAM: list(range(grid_size))}, seed=seed)
+    return _grid_sampler({GRID_PARAM: list(range(grid_size))}, seed=seed)
+
+
+def _grid_sampler(search_space: dict[str, list[int]], *, seed: int) -> Any:
+    """GridSampler for the ask/tell loop, which stops by itself when the grid is done.
+
+    Optuna's GridSampler calls ``study.stop()`` after the last grid point, which is only
+    legal inside ``study.optimize``; our loop checks exhaustion itself instead.
+    """
+    import optuna
+
+    class AskTellGridSampler(optuna.samplers.GridSampler):
+        def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+            return None
+
+    return AskTellGridSampler(search_space, seed=seed)
 
 
 class Suggester:
