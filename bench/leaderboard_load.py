@@ -1,0 +1,279 @@
+"""Load test of the leaderboard API: read throughput/latency and concurrent idempotent writes.
+
+1. Seeds N accepted submissions (default 10,000) straight into a fresh SQLite database
+   (through the ORM, in one transaction) in a temporary PODIUM_HOME.
+2. Starts uvicorn (one worker, the way ``podium leaderboard serve`` runs) on loopback.
+3. Reads: C keep-alive clients GET leaderboards (a few sort/filter/page variants) for D
+   seconds; prints requests/s, p50/p90/p99 latency and error counts.
+4. Writes: W writers x S submissions each, every submission with its own Idempotency-Key;
+   a random share is retried (sequentially and concurrently); then the database is counted:
+   exactly W*S stored, no duplicate, none lost, no 5xx.
+
+Targets on the 2-core dev machine: >= 1,000 req/s, p99 < 50 ms; writes exact, 0 5xx.
+Usage: python bench/leaderboard_load.py [--smoke] [--submissions N] [--clients C] ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+from sqlmodel import Session, func, select
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from leaderboard.core.config import Settings  # noqa: E402
+from leaderboard.core.db import create_db_engine  # noqa: E402
+from leaderboard.core.security import new_api_key  # noqa: E402
+from leaderboard.migrate import upgrade  # noqa: E402
+from leaderboard.models import Participant, Submission, Tournament  # noqa: E402
+from tests.leaderboard.conftest import (  # noqa: E402
+    ADMIN_TOKEN,
+    make_record,
+    tournament_body,
+)
+
+SLUG = "digits-latency"
+READ_PATHS = [f"/api/v1/tournaments/{SLUG}/leaderboard",
+              f"/api/v1/tournaments/{SLUG}/leaderboard?sort=quality_ratio",
+              f"/api/v1/tournaments/{SLUG}/leaderboard?hardware=local&limit=20",
+              f"/api/v1/tournaments/{SLUG}/leaderboard?offset=50"]
+
+
+def seed(url: str, n: int) -> None:
+    engine = create_db_engine(url)
+    upgrade(engine)
+    rng = random.Random(0)
+    body = tournament_body(quota_per_day=1_000_000, quota_total=1_000_000)
+    with Session(engine) as session:
+        tournament = Tournament(**{k: v for k, v in body.items()
+                                   if k not in ("objectives",)},
+                                objectives=[{"metric": "latency_p90_ms",
+                                             "direction": "minimize"},
+                                            {"metric": "quality_ratio",
+                                             "direction": "maximize"}])
+        session.add(tournament)
+        _, prefix, digest = new_api_key()
+        seeder = Participant(name="seeder", key_prefix=prefix, key_hash=digest)
+        session.add(seeder)
+        session.flush()
+        start = datetime.now(UTC) - timedelta(days=30)
+        for i in range(n):
+            p50 = rng.uniform(0.2, 3.0)
+            record = make_record(p50=p50, p90=p50 * rng.uniform(1.05, 1.5),
+                                 p99=p50 * rng.uniform(1.6, 3.0),
+                                 quality=rng.uniform(0.93, 0.975),
+                                 profile=rng.choice(["local", "c7i-large"]),
+                                 config={"backend": "ort", "intra_op_threads": 1 + i % 2,
+                                         "precision": rng.choice(["fp32", "int8-dynamic"])})
+            session.add(Submission(
+                tournament_id=tournament.id, participant_id=seeder.id, status="accepted",
+                reasons=[], feasible=True, unmet=[], record=record.model_dump(mode="json"),
+                hardware_profile=record.hardware.profile, variant=record.workload.variant,
+                config_digest=record.config_digest,
+                metrics=record.metrics.model_dump(mode="json"),
+                created_at=start + timedelta(seconds=i)))
+        session.commit()
+    engine.dispose()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(home: Path, url: str, port: int) -> subprocess.Popen:
+    env = os.environ | {"PODIUM_HOME": str(home), "DATABASE_URL": url,
+                        "PODIUM_ADMIN_TOKEN": ADMIN_TOKEN,
+                        "PODIUM_RATE_LIMIT_PER_MINUTE": "6000", "PODIUM_RATE_LIMIT_BURST": "200"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "leaderboard.main:create_app", "--factory",
+         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+         "--no-access-log"], env=env, cwd=ROOT)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/api/v1/health").status_code == 200:
+                return process
+        except httpx.TransportError:
+            time.sleep(0.1)
+    process.kill()
+    raise SystemExit("uvicorn did not start")
+
+
+async def reader_loop(port: int, deadline: float, offset: int, latencies: list[float],
+                      statuses: dict[int, int]) -> None:
+    """A minimal keep-alive HTTP/1.1 client: cheap enough not to steal the server's CPU."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    i = offset
+    while time.perf_counter() < deadline:
+        path = READ_PATHS[i % len(READ_PATHS)]
+        i += 1
+        started = time.perf_counter()
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
+        status = int((await reader.readline()).split()[1])
+        length = 0
+        while (line := await reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        await reader.readexactly(length)
+        latencies.append(time.perf_counter() - started)
+        statuses[status] = statuses.get(status, 0) + 1
+    writer.close()
+
+
+async def read_phase(port: int, clients: int, duration: float) -> dict:
+    for path in READ_PATHS:  # warm the cache, as a running server would be
+        httpx.get(f"http://127.0.0.1:{port}{path}", timeout=60).raise_for_status()
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    started = time.perf_counter()
+    await asyncio.gather(*(reader_loop(port, started + duration, i, latencies, statuses)
+                           for i in range(clients)))
+    elapsed = time.perf_counter() - started
+    ordered = sorted(latencies)
+
+    def pct(q: float) -> float:
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+    return {"clients": clients, "seconds": round(elapsed, 2), "requests": len(latencies),
+            "req_per_s": round(len(latencies) / elapsed, 1), "p50_ms": round(pct(0.50), 2),
+            "p90_ms": round(pct(0.90), 2), "p99_ms": round(pct(0.99), 2),
+            "mean_ms": round(statistics.fmean(latencies) * 1000, 2), "statuses": statuses}
+
+
+async def send(client: httpx.AsyncClient, request: dict) -> httpx.Response:
+    """POST, retrying transport errors (a reset keep-alive connection) as a client would."""
+    for attempt in range(5):
+        try:
+            return await client.post(**request)
+        except httpx.TransportError:
+            if attempt == 4:
+                raise
+            await asyncio.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+async def writer(client: httpx.AsyncClient, key: str, index: int, count: int,
+                 rng: random.Random, tally: dict[str, int], keys: list[str]) -> None:
+    headers = {"Authorization": f"Bearer {key}"}
+    for n in range(count):
+        idem = f"w{index}-s{n}-{uuid.uuid4().hex[:8]}"
+        keys.append(idem)
+        p50 = rng.uniform(0.2, 3.0)
+        body = {"record": make_record(p50=p50, p90=p50 * 1.2, p99=p50 * 2,
+                                      config={"writer": index, "n": n})
+                .model_dump(mode="json")}
+        sends = 1 + (rng.random() < 0.3) + (rng.random() < 0.1)
+        concurrent = rng.random() < 0.15  # a retry racing the original request
+        request = [{"url": f"/api/v1/tournaments/{SLUG}/submissions", "json": body,
+                    "headers": headers | {"Idempotency-Key": idem}}
+                   for _ in range(sends + concurrent)]
+        if concurrent:
+            responses = list(await asyncio.gather(*(send(client, r) for r in request[:2])))
+            responses += [await send(client, r) for r in request[2:]]
+        else:
+            responses = [await send(client, r) for r in request]
+        for response in responses:
+            if response.status_code >= 500:
+                tally["5xx"] += 1
+            elif response.status_code == 201:
+                tally["replayed" if response.headers.get("Idempotent-Replayed")
+                      else "created"] += 1
+            else:
+                tally[f"status_{response.status_code}"] = tally.get(
+                    f"status_{response.status_code}", 0) + 1
+        tally["requests"] += len(responses)
+
+
+async def write_phase(port: int, url: str, writers: int, per_writer: int) -> dict:
+    base = f"http://127.0.0.1:{port}"
+    limits = httpx.Limits(max_connections=writers * 2)
+    async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as client:
+        keys = []
+        for i in range(writers):
+            response = await client.post("/api/v1/participants", json={"name": f"writer-{i}"})
+            keys.append(response.json()["api_key"])
+        tally = {"requests": 0, "created": 0, "replayed": 0, "5xx": 0}
+        idempotency_keys: list[str] = []
+        rng = random.Random(1)
+        started = time.perf_counter()
+        await asyncio.gather(*(writer(client, keys[i], i, per_writer, random.Random(rng.random()),
+                                      tally, idempotency_keys) for i in range(writers)))
+        elapsed = time.perf_counter() - started
+    engine = create_db_engine(url)
+    with Session(engine) as session:
+        stored = session.exec(select(Submission.idempotency_key)
+                              .where(Submission.idempotency_key.is_not(None))).all()
+        accepted = session.exec(select(func.count()).select_from(Submission).where(
+            Submission.idempotency_key.is_not(None),
+            Submission.status == "accepted")).one()
+    engine.dispose()
+    expected = writers * per_writer
+    return tally | {"seconds": round(elapsed, 2),
+                    "writes_per_s": round(tally["requests"] / elapsed, 1),
+                    "expected": expected, "stored": len(stored), "accepted": accepted,
+                    "duplicates": len(stored) - len(set(stored)),
+                    "lost": len(set(idempotency_keys) - set(stored))}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--submissions", type=int, default=10_000)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--writers", type=int, default=50)
+    parser.add_argument("--per-writer", type=int, default=20)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, for CI")
+    args = parser.parse_args()
+    if args.smoke:
+        args.submissions, args.duration, args.writers, args.per_writer = 200, 2.0, 5, 4
+    try:
+        import uvloop  # noqa: F401
+        uvloop_used = True
+    except ImportError:
+        uvloop_used = False
+
+    with tempfile.TemporaryDirectory(prefix="podium-bench-") as tmp:
+        home = Path(tmp)
+        url = Settings(home=home).resolved_database_url()
+        t0 = time.perf_counter()
+        seed(url, args.submissions)
+        print(f"seeded {args.submissions} submissions in {time.perf_counter() - t0:.1f} s",
+              flush=True)
+        port = free_port()
+        server = start_server(home, url, port)
+        try:
+            reads = asyncio.run(read_phase(port, args.clients, args.duration))
+            print("reads ", json.dumps(reads), flush=True)
+            writes = asyncio.run(write_phase(port, url, args.writers, args.per_writer))
+            print("writes", json.dumps(writes), flush=True)
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+    ok = (reads["req_per_s"] >= 1000 and reads["p99_ms"] < 50
+          and set(reads["statuses"]) == {200}
+          and writes["stored"] == writes["accepted"] == writes["expected"]
+          and writes["duplicates"] == writes["lost"] == writes["5xx"] == 0)
+    print(f"uvloop available: {uvloop_used}; targets {'MET' if ok else 'NOT MET'}")
+    return 0 if ok or args.smoke else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Settings, database engine, security and errors of the leaderboard app."""

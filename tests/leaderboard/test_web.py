@@ -1,0 +1,60 @@
+"""Server-rendered pages through the ASGI app (the real browser test is test_browser.py)."""
+
+from __future__ import annotations
+
+import re
+
+from fastapi.testclient import TestClient
+
+from leaderboard.web.routes import plotly_js_path
+from tests.leaderboard.conftest import ADMIN, auth, make_record, submission_body
+
+T = "/api/v1/tournaments/digits-latency"
+
+
+def test_pages(client: TestClient, tournament, alice: str) -> None:
+    sid = client.post(f"{T}/submissions", headers=auth(alice), json=submission_body(
+        make_record(config={"backend": "ort", "precision": "int8-dynamic"}),
+        method="dynamic int8")).json()["id"]
+    client.post(f"{T}/baseline", headers=ADMIN,
+                json=submission_body(make_record(p90=2.0, p99=2.5)))
+    client.post(f"/api/v1/submissions/{sid}/referee", headers=ADMIN,
+                json={"metrics": {"latency_p90_ms": 1.2}})
+
+    index = client.get("/")
+    assert index.status_code == 200 and "Digits: fastest accurate MLP" in index.text
+
+    page = client.get("/tournaments/digits-latency").text
+    assert len(re.findall(r'<tr class="row', page)) == 2
+    assert 'class="row baseline"' in page and "badge verified" in page
+    assert "latency_p90_ms ↓" in page and "quality_ratio ↑" in page and "ms per call" in page
+    assert '<script src="/static/plotly.min.js"></script>' in page
+    assert "precision = int8-dynamic" in page  # hover text carries the configuration
+
+    sub = client.get(f"/submissions/{sid}").text
+    assert f"podium reproduce http://testserver/api/v1/submissions/{sid}" in sub
+    assert "estimated_tdp" in sub and "measured" in sub and "1.20%" in sub
+    assert "onnxruntime" in sub and "Test CPU" in sub and "verified" in sub
+    assert "All checks passed." in sub
+
+
+def test_hardware_filter_and_sort_links(client: TestClient, tournament, alice: str) -> None:
+    client.post(f"{T}/submissions", headers=auth(alice),
+                json=submission_body(make_record(profile="c7i-large")))
+    page = client.get("/tournaments/digits-latency", params={"hardware": "local"}).text
+    assert 'class="row' not in page
+    page = client.get("/tournaments/digits-latency", params={"hardware": "c7i-large"}).text
+    assert page.count('class="row') == 1
+    assert "?sort=latency_p90_ms&amp;order=desc" in page  # clicking the sorted column flips
+
+
+def test_plotly_served_locally(client: TestClient) -> None:
+    response = client.get("/static/plotly.min.js")
+    assert response.status_code == 200
+    assert len(response.content) == plotly_js_path().stat().st_size > 1_000_000
+
+
+def test_rejected_submission_page_is_404(client: TestClient, tournament, alice: str) -> None:
+    error = client.post(f"{T}/submissions", headers=auth(alice),
+                        json=submission_body(make_record(profile="gpu-x"))).json()["error"]
+    assert client.get(f"/submissions/{error['submission_id']}").status_code == 404
