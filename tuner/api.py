@@ -18,7 +18,7 @@ from typing import Any
 from tuner.config import Configuration
 from tuner.constraints import Constraint, parse_constraints, unmet, violations
 from tuner.errors import ConfigError, HardwareError
-from tuner.executor import RayExecutor
+from tuner.executor import Executor, RayExecutor
 from tuner.hardware import load_profile
 from tuner.measure import Protocol
 from tuner.results import METRIC_DIRECTIONS, Stability, TrialResult
@@ -101,7 +101,7 @@ def optimize(workload: str | Workload = "digits", objectives: Sequence[str] = ("
              study: str | None = None, storage: str | None = None,
              ray_address: str | None = None, trial_timeout_s: float = DEFAULT_TIMEOUT_S,
              protocol: Protocol | None = None, progress: Progress | None = None,
-             ) -> OptimizationResult:
+             executor: Executor | None = None) -> OptimizationResult:
     """Search ``workload``'s configurations for the best under ``constraints``.
 
     Args:
@@ -117,6 +117,9 @@ def optimize(workload: str | Workload = "digits", objectives: Sequence[str] = ("
         study, storage: Optuna study name and RDB URL (default SQLite under PODIUM_HOME).
         ray_address: None for a local Ray; ``"auto"`` or an address to join a cluster.
         trial_timeout_s: limit for each trial's build and measurement.
+        protocol: measurement minimums (default: MEASUREMENT.md's).
+        progress: called with a dict after every event (the CLI's live display).
+        executor: where trials run (default: Ray); benchmarks replay measured tables.
 
     Raises:
         InputError: unknown workload/metric/profile, bad constraint, bad space override.
@@ -138,7 +141,8 @@ def optimize(workload: str | Workload = "digits", objectives: Sequence[str] = ("
                   cores=cores).restrict(space)  # bad overrides fail before Ray starts
     storage = storage or default_storage()
     study_name = study or f"{chosen.name}-{'-'.join(objectives)}"
-    executor = RayExecutor(address=ray_address, timeout_s=trial_timeout_s, protocol=protocol)
+    executor = executor or RayExecutor(address=ray_address, timeout_s=trial_timeout_s,
+                                       protocol=protocol)
     executor.start()
     try:
         executor.require([p.name for p in profiles])
@@ -169,7 +173,7 @@ class _SearchLoop:
     """Ask → submit to Ray → collect → tell, keeping ≤ one trial in flight per node."""
 
     def __init__(self, workload: Workload, study: Any, suggester: Suggester,
-                 executor: RayExecutor, objectives: list[str], constraints: list[Constraint],
+                 executor: Executor, objectives: list[str], constraints: list[Constraint],
                  *, seed: int, progress: Progress | None) -> None:
         self.workload, self.study, self.suggester = workload, study, suggester
         self.executor, self.objectives, self.constraints = executor, objectives, constraints

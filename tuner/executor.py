@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,8 +91,53 @@ class Running:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class RayExecutor:
-    """Submits trials to Ray and collects finished ones. Not thread-safe: one driver."""
+class Executor(ABC):
+    """Where trials run. One driver thread calls it; not thread-safe.
+
+    ``submit`` starts a trial and returns at once; ``wait`` returns the trials that have
+    finished since, each with its TrialResult or, when the trial died without one, the
+    reason. ``running`` maps a handle to every trial in flight. ``targets`` says which
+    hardware profiles can run trials and on how many nodes each.
+    """
+
+    running: dict[Any, Running]
+
+    def start(self) -> None:  # noqa: B027 - optional hook
+        """Acquire resources (connect to a cluster)."""
+
+    def stop(self) -> None:  # noqa: B027 - optional hook
+        """Release resources; cancel what is still running."""
+
+    @abstractmethod
+    def targets(self) -> dict[str, int]:
+        """Hardware profile → number of nodes that advertise it."""
+
+    @abstractmethod
+    def max_cpus(self, profile: str) -> int:
+        """The most CPUs one node of ``profile`` offers (caps ``threads``)."""
+
+    @abstractmethod
+    def submit(self, key: Any, workload: Workload, config: Any, *,
+               seed: int | None = None) -> None:
+        """Start one trial; ``key`` comes back in the matching ``Running``."""
+
+    @abstractmethod
+    def wait(self, timeout_s: float = 1.0) -> list[tuple[Running, TrialResult | str]]:
+        """Trials finished since the last call (waiting up to ``timeout_s`` for one)."""
+
+    def require(self, profiles: list[str]) -> None:
+        """Refuse profiles no node advertises, naming what the cluster has."""
+        have = self.targets()
+        missing = [p for p in profiles if p not in have]
+        if missing:
+            raise HardwareError(f"no Ray node advertises {', '.join(map(resource_name, missing))}"
+                                f" (the cluster has: {', '.join(sorted(have)) or 'none'}); "
+                                "start nodes with ray start --resources "
+                                "'{\"hw:<profile>\": 1}'")
+
+
+class RayExecutor(Executor):
+    """Submits trials to Ray and collects finished ones."""
 
     def __init__(self, *, address: str | None = None, timeout_s: float = DEFAULT_TIMEOUT_S,
                  protocol: Protocol | None = None) -> None:
@@ -140,16 +186,6 @@ class RayExecutor:
                     profile = name.removeprefix(RESOURCE_PREFIX)
                     counts[profile] = counts.get(profile, 0) + 1
         return counts
-
-    def require(self, profiles: list[str]) -> None:
-        """Refuse profiles no node advertises, naming what the cluster has."""
-        have = self.targets()
-        missing = [p for p in profiles if p not in have]
-        if missing:
-            raise HardwareError(f"no Ray node advertises {', '.join(map(resource_name, missing))}"
-                                f" (the cluster has: {', '.join(sorted(have)) or 'none'}); "
-                                "start nodes with ray start --resources "
-                                "'{\"hw:<profile>\": 1}'")
 
     def max_cpus(self, profile: str) -> int:
         """The most CPUs one node advertising ``profile`` has (caps ``threads``)."""

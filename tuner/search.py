@@ -24,6 +24,7 @@ SAMPLERS = ("auto", "tpe", "nsga2", "random", "grid")
 RESULT_ATTR = "result"
 DIGEST_ATTR = "config_digest"
 GRID_PARAM = "grid_point"
+MEMORY = ":memory:"  # an in-process study that is not persisted (replays, benchmarks)
 
 
 def default_storage() -> str:
@@ -107,7 +108,8 @@ def open_study(*, name: str, storage: str, objectives: Sequence[str], sampler: A
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        study = optuna.create_study(study_name=name, storage=storage, sampler=sampler,
+        study = optuna.create_study(study_name=name, sampler=sampler,
+                                    storage=None if storage == MEMORY else storage,
                                     directions=directions(objectives), load_if_exists=True)
     except ValueError as exc:
         raise ConfigError(f"study {name!r} exists with other objectives/directions: {exc}") \

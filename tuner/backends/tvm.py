@@ -1,0 +1,274 @@
+"""Apache TVM backend: compile the ONNX graph ahead of time into one shared library.
+
+The artifact is ``model.so`` (the Relax VM executable with the weights baked in) plus
+``io.json`` (input names, shapes and dtypes), so a measuring process needs neither ONNX nor
+the compiler. Shapes are static: the batch is fixed at build time (it is in the cache key).
+
+Without tuning, TVM's default CPU pipeline emits unscheduled loops: correct, single-threaded
+and slow. ``tvm_tuning_trials`` runs MetaSchedule, which is what makes TVM competitive. With
+apache-tvm-ffi 0.1.15 every IR node that holds a dtype segfaults when serialized (pickling,
+JSON, ``DeepCopyIRModule``), so tuning avoids each path that serializes: an in-process
+builder, an in-memory database, ``replay-func`` search and no mutators.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tuner.backends.base import Artifact, Backend, Session
+from tuner.errors import TrialFailed, one_line
+
+if TYPE_CHECKING:
+    import numpy as np
+    import onnx
+
+    from tuner.config import Configuration
+
+LIBRARY_FILE = "model.so"
+IO_FILE = "io.json"
+_ERROR_CHARS = 300
+# Caps the candidates measured per round, so a large budget still revisits every task.
+_TRIALS_PER_ITER = 16
+
+
+class TvmSession(Session):
+    """A Relax VM over the compiled library, with input buffers allocated once."""
+
+    def __init__(self, library: Path, io: dict[str, Any]) -> None:
+        import tvm
+        from tvm import relax
+
+        device = tvm.cpu()
+        self._vm = relax.VirtualMachine(tvm.runtime.load_module(str(library)), device)
+        self._main = self._vm["main"]
+        self._tensor_type = tvm.runtime.Tensor
+        self.input_names = [spec["name"] for spec in io["inputs"]]
+        self._buffers = [tvm.runtime.empty(spec["shape"], spec["dtype"], device)
+                         for spec in io["inputs"]]
+
+    def run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        for name, buffer in zip(self.input_names, self._buffers, strict=True):
+            buffer.copyfrom(inputs[name])
+        result = self._main(*self._buffers)
+        if isinstance(result, self._tensor_type):
+            return [result.numpy()]
+        return [item.numpy() for item in result]
+
+    def close(self) -> None:
+        self._main = self._vm = None
+        self._buffers = []
+
+
+class TvmBackend(Backend):
+    name = "tvm"
+
+    def build(self, model_path: Path, config: Configuration, out_dir: Path, *,
+              calibration: dict[str, np.ndarray] | None, hardware: dict[str, Any]) -> Artifact:
+        import onnx
+        import tvm
+
+        start = time.perf_counter()
+        config = config.normalized()
+        target_spec = copy.deepcopy(hardware["tvm_target"])
+        target_spec.setdefault("num-cores", hardware["cores"])
+        target = tvm.target.Target(copy.deepcopy(target_spec))
+        model = onnx.load(str(model_path))
+        inputs = _input_specs(model, config.batch)
+        mod, fallback = _import(model, inputs)
+        database, tuning = None, {"tune_s": 0.0}
+        if config.tvm_tuning_trials:
+            tune_start = time.perf_counter()
+            database, tuning = _tune(mod, target, config.tvm_tuning_trials,
+                                     threads=min(hardware["cores"], len(os.sched_getaffinity(0))))
+            tuning["tune_s"] = round(time.perf_counter() - tune_start, 3)
+        try:
+            executable = _compile(mod, target, config.tvm_opt_level, database)
+            executable.export_library(str(out_dir / LIBRARY_FILE))
+        except Exception as exc:  # TVM raises its own FFI errors as well as builtins.
+            raise TrialFailed(f"TVM compilation failed: {_short(exc)}", stage="build") from exc
+        io = {"inputs": inputs, "outputs": len(model.graph.output)}
+        (out_dir / IO_FILE).write_text(json.dumps(io, indent=2))
+        artifact = Artifact(
+            path=out_dir, backend=self.name, files=[LIBRARY_FILE, IO_FILE],
+            model_size_bytes=(out_dir / LIBRARY_FILE).stat().st_size,
+            build_s=time.perf_counter() - start,
+            details={"target": target_spec, "opt_level": config.tvm_opt_level,
+                     "tuning_trials": config.tvm_tuning_trials, "import_fallback": fallback,
+                     "tvm_version": tvm.__version__, **tuning})
+        artifact.save()
+        return artifact
+
+    def load(self, artifact: Artifact, config: Configuration, *, threads: int) -> Session:
+        # TVM sizes its pool from TVM_NUM_THREADS when the pool starts, and its default
+        # (half the hardware threads) ignores the cores this process was given. Binding is
+        # off so the pool's threads keep the affinity the measuring worker pinned.
+        os.environ["TVM_NUM_THREADS"] = str(threads)
+        os.environ["TVM_BIND_THREADS"] = "0"
+        import tvm
+
+        io = json.loads((artifact.path / IO_FILE).read_text())
+        session = TvmSession(artifact.path / LIBRARY_FILE, io)
+        # Starts the calling thread's pool now rather than inside the first timed call;
+        # mode 1 ("big cores") with an explicit count uses exactly ``threads`` workers.
+        tvm.get_global_func("runtime.config_threadpool")(1, threads)
+        return session
+
+
+def _input_specs(model: onnx.ModelProto, batch: int) -> list[dict[str, Any]]:
+    """Each graph input with its first dimension set to ``batch``; other dims must be fixed."""
+    from onnx.helper import tensor_dtype_to_np_dtype
+
+    weights = {init.name for init in model.graph.initializer}
+    specs = []
+    for value in model.graph.input:
+        if value.name in weights:  # old exporters list initializers as inputs too
+            continue
+        tensor = value.type.tensor_type
+        shape = [batch]
+        for axis, dim in enumerate(tensor.shape.dim[1:], start=1):
+            if not dim.HasField("dim_value"):
+                raise TrialFailed(f"input {value.name!r} has a dynamic dimension {axis} "
+                                  f"({dim.dim_param or '?'}); TVM needs static shapes apart "
+                                  "from the batch", stage="build")
+            shape.append(dim.dim_value)
+        specs.append({"name": value.name, "shape": shape,
+                      "dtype": str(tensor_dtype_to_np_dtype(tensor.elem_type))})
+    return specs
+
+
+def _import(model: onnx.ModelProto, inputs: list[dict[str, Any]]) -> tuple[Any, bool]:
+    """Import into Relax; on failure retry once on a shape-inferred, constant-folded copy.
+
+    Real exports compute Reshape targets from ``Shape`` ops, which TVM's importer only
+    accepts once the batch is fixed and those chains are folded to constants.
+    """
+    from tvm.relax.frontend.onnx import from_onnx
+
+    shapes = {spec["name"]: spec["shape"] for spec in inputs}
+    dtypes = {spec["name"]: spec["dtype"] for spec in inputs}
+    try:
+        return from_onnx(model, shape_dict=shapes, dtype_dict=dtypes), False
+    except Exception as first:  # the importer raises anything from KeyError to TVMError
+        try:
+            return from_onnx(_folded(model, shapes), shape_dict=shapes, dtype_dict=dtypes), True
+        except Exception:
+            raise TrialFailed(f"TVM cannot import the model: {_short(first)}",
+                              stage="build") from first
+
+
+def _folded(model: onnx.ModelProto, shapes: dict[str, list[int]]) -> onnx.ModelProto:
+    """A copy with static input shapes, inferred shapes and constant-folded shape math."""
+    import onnx
+    import onnxscript.optimizer
+
+    static = copy.deepcopy(model)
+    for value in static.graph.input:
+        if value.name in shapes:
+            value.type.tensor_type.shape.dim[0].dim_value = shapes[value.name][0]
+    return onnxscript.optimizer.optimize(onnx.shape_inference.infer_shapes(static))
+
+
+def _tune(mod: Any, target: Any, trials: int, *, threads: int) -> tuple[Any, dict[str, Any]]:
+    """Tune every fused kernel with MetaSchedule; return the records and a summary."""
+    from tvm.s_tir import meta_schedule as ms
+
+    tasks = ms.relax_integration.extract_tasks(_fused(mod, target), target)
+    if not tasks:
+        return None, {"tuned_tasks": 0, "tuning_records": 0}
+    per_task = max(1, trials // len(tasks))
+    # Random sampling of the design space: the evolutionary and replay-trace strategies,
+    # and the mutators they use, serialize the module (see the module docstring).
+    space = ms.space_generator.PostOrderApply(sch_rules="from-target", postprocs="from-target",
+                                              mutator_probs={})
+    runner = ms.runner.LocalRunner(
+        evaluator_config=ms.runner.EvaluatorConfig(number=3, repeat=1, min_repeat_ms=50),
+        initializer=functools.partial(_use_threads, threads))
+    try:
+        with tempfile.TemporaryDirectory(prefix="podium-tvm-tune-") as work_dir:
+            contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
+                tasks, work_dir, space=space, strategy="replay-func", num_threads=threads,
+                seed=0)
+            database = ms.tune_tasks(
+                tasks=contexts, task_weights=weights, work_dir=work_dir,
+                max_trials_global=trials, max_trials_per_task=per_task,
+                num_trials_per_iter=min(per_task, _TRIALS_PER_ITER),
+                builder=_in_process_builder(), runner=runner, database="memory",
+                cost_model="random", task_scheduler="round-robin")
+    except Exception as exc:
+        raise TrialFailed(f"TVM MetaSchedule tuning failed: {_short(exc)}",
+                          stage="build") from exc
+    return database, {"tuned_tasks": len(tasks), "tuning_records": len(database)}
+
+
+def _use_threads(threads: int) -> None:
+    """Runs in the tuning runner's worker, so candidates are timed on the build's cores."""
+    os.environ["TVM_NUM_THREADS"] = str(threads)
+
+
+def _in_process_builder() -> Any:
+    """A MetaSchedule builder that compiles candidates in this process.
+
+    LocalBuilder pickles each IRModule (a segfault with tvm-ffi 0.1.15) into a fresh pool
+    per batch whose workers spend 20-45 s importing ``tvm.s_tir.tensor_intrin``.
+    """
+    from tvm.ir.utils import derived_object
+    from tvm.s_tir.meta_schedule.builder import BuilderResult, PyBuilder
+    from tvm.s_tir.meta_schedule.builder.local_builder import default_build, default_export
+
+    @derived_object
+    class InProcessBuilder(PyBuilder):
+        def build(self, build_inputs: list[Any]) -> list[Any]:
+            results = []
+            for item in build_inputs:
+                try:
+                    path = default_export(default_build(item.mod, item.target, None))
+                    results.append(BuilderResult(path, None))
+                except Exception as exc:  # one bad candidate is a failed trial, not a crash
+                    results.append(BuilderResult(None, _short(exc)))
+            return results
+
+    return InProcessBuilder()
+
+
+def _lowering_passes(target: Any) -> list[Any]:
+    """Legalize and fuse: tuning tasks are extracted after these, and records applied."""
+    from tvm.relax.backend.cpu_generic import pipeline
+
+    return [*pipeline.library_dispatch_passes(target), *pipeline.legalize_passes(target)]
+
+
+def _fused(mod: Any, target: Any) -> Any:
+    import tvm
+
+    with target:
+        return tvm.transform.Sequential(_lowering_passes(target))(mod)
+
+
+def _compile(mod: Any, target: Any, opt_level: int, database: Any) -> Any:
+    """Compile with TVM's default CPU pipeline, or with the tuning records applied."""
+    import tvm
+    from tvm import relax
+    # The CPU pipeline's own module: tvm.relax.pipeline's dispatchers reach for
+    # cpu_generic.dataflow_lower_passes, which that package does not export in 0.27.
+    from tvm.relax.backend.cpu_generic import pipeline
+
+    if database is None:
+        with tvm.transform.PassContext(opt_level=opt_level):
+            return tvm.compile(mod, target=target)
+    # The default pipeline plus MetaScheduleApplyDatabase right after fusion, where the
+    # kernels look exactly as they did when their tasks were extracted.
+    with target, database, tvm.transform.PassContext(opt_level=opt_level):
+        passes = [*_lowering_passes(target), relax.transform.MetaScheduleApplyDatabase(),
+                  *pipeline.dataflow_lower_passes(target), *pipeline.finalize_passes(target)]
+        return tvm.compile(mod, target=target, relax_pipeline=tvm.transform.Sequential(passes))
+
+
+def _short(error: BaseException) -> str:
+    return one_line(error)[:_ERROR_CHARS]
