@@ -28,6 +28,8 @@ test-fast: lint
 
 bench: install
 	$(PY) bench/trials.py
+	$(PY) bench/search_efficiency.py
+	$(PY) bench/overhead.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
