@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from tuner.errors import ConfigError
+from tuner.errors import ConfigError, describe_validation
 
 
 class Backend(StrEnum):
@@ -130,7 +130,9 @@ class Configuration(BaseModel):
         try:
             return cls.model_validate(values)
         except ValidationError as exc:
-            raise ConfigError(f"invalid configuration: {_describe(exc)}") from None
+            hint = f"unknown key (valid: {', '.join(cls.model_fields)})"
+            raise ConfigError("invalid configuration: "
+                              + describe_validation(exc, unknown_key_hint=hint)) from None
 
     def normalized(self) -> Configuration:
         """Return a copy with the defaults of the chosen backend/precision filled in."""
@@ -174,14 +176,3 @@ def parse_assignments(pairs: list[str]) -> dict[str, str]:
             raise ConfigError(f"unknown configuration key {key!r} (valid: {valid})")
         result[key] = value.strip()
     return result
-
-
-def _describe(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"])
-        message = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            message = f"unknown key (valid: {', '.join(Configuration.model_fields)})"
-        parts.append(f"{where}: {message}" if where else message)
-    return "; ".join(parts)

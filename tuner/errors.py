@@ -16,6 +16,11 @@ Messages are one line, name the problem and, where it helps, the valid choices.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
 
 class PodiumError(Exception):
     """Base of every error Podium raises deliberately."""
@@ -69,3 +74,19 @@ def one_line(error: BaseException) -> str:
     """Return ``error`` as a single line, for CLI messages and failure reasons."""
     text = str(error).strip() or type(error).__name__
     return " ".join(text.split())
+
+
+def describe_validation(error: ValidationError, *, unknown_key_hint: str = "") -> str:
+    """Pydantic's multi-line report as one line: ``loc: message; loc: message``.
+
+    ``unknown_key_hint`` replaces pydantic's "Extra inputs are not permitted" (e.g. with
+    the list of valid keys).
+    """
+    parts = []
+    for item in error.errors():
+        loc = ".".join(str(p) for p in item["loc"])
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden" and unknown_key_hint:
+            message = unknown_key_hint
+        parts.append(f"{loc}: {message}" if loc else message)
+    return "; ".join(parts)

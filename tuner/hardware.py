@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from tuner.errors import HardwareError, one_line
+from tuner.errors import HardwareError, describe_validation, one_line
 
 if TYPE_CHECKING:
     import tvm
@@ -133,16 +133,6 @@ class _ProfileSpec(_Strict):
         return target
 
 
-def _describe(error: ValidationError) -> str:
-    """Pydantic's multi-line report as one line: ``loc: message; loc: message``."""
-    parts = []
-    for item in error.errors():
-        loc = ".".join(str(p) for p in item["loc"])
-        message = item["msg"].removeprefix("Value error, ")
-        parts.append(f"{loc}: {message}" if loc else message)
-    return "; ".join(parts)
-
-
 def _package_dir() -> Path:
     return Path(str(resources.files("hardware_profiles")))
 
@@ -165,7 +155,7 @@ def _parse(path: Path) -> HardwareProfile:
     try:
         spec = _ProfileSpec.model_validate(tomllib.loads(path.read_text(encoding="utf-8")))
     except ValidationError as exc:
-        raise HardwareError(f"hardware profile {path}: {_describe(exc)}") from exc
+        raise HardwareError(f"hardware profile {path}: {describe_validation(exc)}") from exc
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise HardwareError(f"hardware profile {path}: {one_line(exc)}") from exc
     if spec.name != path.stem:
