@@ -181,15 +181,17 @@ def _tune(mod: Any, target: Any, trials: int, *, threads: int) -> tuple[Any, dic
 
     tasks = ms.relax_integration.extract_tasks(_fused(mod, target), target)
     if not tasks:
-        return None, {"tuned_tasks": 0, "tuning_records": 0}
+        return None, {"tuning_tasks": 0, "tuning_records": 0}
     per_task = max(1, trials // len(tasks))
     # Random sampling of the design space: the evolutionary and replay-trace strategies,
     # and the mutators they use, serialize the module (see the module docstring).
     space = ms.space_generator.PostOrderApply(sch_rules="from-target", postprocs="from-target",
                                               mutator_probs={})
+    # The runner's worker times candidates on the build's cores; TVM reads the count with
+    # getenv(), so putenv is enough (and pickles by reference).
     runner = ms.runner.LocalRunner(
         evaluator_config=ms.runner.EvaluatorConfig(number=3, repeat=1, min_repeat_ms=50),
-        initializer=functools.partial(_use_threads, threads))
+        initializer=functools.partial(os.putenv, "TVM_NUM_THREADS", str(threads)))
     try:
         with tempfile.TemporaryDirectory(prefix="podium-tvm-tune-") as work_dir:
             contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
@@ -204,12 +206,9 @@ def _tune(mod: Any, target: Any, trials: int, *, threads: int) -> tuple[Any, dic
     except Exception as exc:
         raise TrialFailed(f"TVM MetaSchedule tuning failed: {_short(exc)}",
                           stage="build") from exc
-    return database, {"tuned_tasks": len(tasks), "tuning_records": len(database)}
-
-
-def _use_threads(threads: int) -> None:
-    """Runs in the tuning runner's worker, so candidates are timed on the build's cores."""
-    os.environ["TVM_NUM_THREADS"] = str(threads)
+    finally:
+        runner.pool.shutdown()
+    return database, {"tuning_tasks": len(tasks), "tuning_records": len(database)}
 
 
 def _in_process_builder() -> Any:
@@ -238,7 +237,11 @@ def _in_process_builder() -> Any:
 
 
 def _lowering_passes(target: Any) -> list[Any]:
-    """Legalize and fuse: tuning tasks are extracted after these, and records applied."""
+    """Legalize and fuse: tuning tasks are extracted after these, and records applied.
+
+    The CPU pipeline's own module, because ``tvm.relax.pipeline``'s per-target dispatchers
+    reach for ``cpu_generic.dataflow_lower_passes``, which that package does not export.
+    """
     from tvm.relax.backend.cpu_generic import pipeline
 
     return [*pipeline.library_dispatch_passes(target), *pipeline.legalize_passes(target)]
@@ -255,8 +258,6 @@ def _compile(mod: Any, target: Any, opt_level: int, database: Any) -> Any:
     """Compile with TVM's default CPU pipeline, or with the tuning records applied."""
     import tvm
     from tvm import relax
-    # The CPU pipeline's own module: tvm.relax.pipeline's dispatchers reach for
-    # cpu_generic.dataflow_lower_passes, which that package does not export in 0.27.
     from tvm.relax.backend.cpu_generic import pipeline
 
     if database is None:
