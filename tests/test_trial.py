@@ -128,3 +128,25 @@ def test_user_model_with_fixed_batch_refuses_other_batches(tmp_path):
     with pytest.raises(ConfigError, match="fixed batch size of 1"):
         run_trial(wl, Configuration.parse({"batch": 4}))
     assert os.sched_getaffinity(0)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_tvm_trial_end_to_end(digits, protocol, precision):
+    result = run_trial(digits, Configuration.parse(
+        {"variant": "mlp-64", "backend": "tvm", "precision": precision, "batch": 4}),
+        protocol=protocol)
+    assert result.ok, result.error
+    assert result.artifact["details"]["target"]["kind"] == "llvm"
+    assert result.metrics.model_size_bytes > 0
+    assert result.metrics.quality_ratio >= 0.97
+    assert result.measurement["eval_samples"] == digits.n_eval
+
+
+def test_tvm_features_change_the_artifact(digits, protocol):
+    native = run_trial(digits, Configuration.parse({"variant": "linear", "backend": "tvm"}),
+                       protocol=protocol)
+    generic = run_trial(digits, Configuration.parse(
+        {"variant": "linear", "backend": "tvm", "tvm_features": "generic"}), protocol=protocol)
+    assert native.ok and generic.ok
+    assert native.artifact["key"] != generic.artifact["key"]
+    assert generic.artifact["details"]["target"]["mcpu"] == "x86-64"
