@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: install
-	$(VENV)/bin/podium trial run --workload digits --json podium-trial.json
+	$(VENV)/bin/podium demo
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -11,7 +11,15 @@ import sys
 import typer
 
 from tuner.commands.catalog import hardware_app, workloads_app
+from tuner.commands.demo import demo_command
 from tuner.commands.optimize import optimize_command
+from tuner.commands.tournament import (
+    referee_command,
+    register_command,
+    reproduce_command,
+    submit_command,
+    tournament_app,
+)
 from tuner.commands.trial import trial_app
 from tuner.errors import PodiumError, one_line
 
@@ -21,6 +29,12 @@ app.add_typer(workloads_app, name="workloads")
 app.add_typer(hardware_app, name="hardware")
 app.add_typer(trial_app, name="trial")
 app.command("optimize")(optimize_command)
+app.add_typer(tournament_app, name="tournament")
+app.command("register")(register_command)
+app.command("submit")(submit_command)
+app.command("reproduce")(reproduce_command)
+app.command("referee")(referee_command)
+app.command("demo")(demo_command)
 
 
 def _mount_leaderboard() -> None:

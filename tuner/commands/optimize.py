@@ -85,6 +85,8 @@ def optimize_command(
     ray_address: str | None = typer.Option(None, help="'auto' or an address of a cluster"),
     trial_timeout: float = typer.Option(600.0, help="limit per trial build/measurement, s"),
     json_out: Path | None = typer.Option(None, "--json", help="write the result here"),
+    submit: str | None = typer.Option(None, "--submit", metavar="SLUG",
+                                      help="submit the Pareto front to this tournament"),
 ) -> None:
     """Search configurations under constraints; print the best and the Pareto front."""
     from tuner.api import optimize
@@ -109,6 +111,10 @@ def optimize_command(
     profiles = [load_profile(h) for h in hardware]
     default_space(chosen.variants, hardware=hardware,
                   cores=min(p.cores for p in profiles)).restrict(restriction)
+    if submit is not None:  # fail on a bad tournament or key now, not after the search
+        from tuner.commands.tournament import open_submission, submit_records
+
+        target = open_submission(submit, chosen)
     view = LiveView(trials, objective[0])
     with view.live:
         result = optimize(chosen, objective, constraint, hardware, trials=trials,
@@ -118,6 +124,9 @@ def optimize_command(
     if json_out is not None:
         result.to_json(json_out)
     _report(result)
+    if submit is not None:
+        with target:
+            submit_records(target, submit, result.front)
     if result.best is None:
         raise typer.Exit(NOTHING_FEASIBLE)
 

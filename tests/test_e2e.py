@@ -1,0 +1,123 @@
+"""The whole tournament loop with real parts: a uvicorn leaderboard process, a local Ray,
+real builds and measurements of ``digits``.
+
+register → create tournament → optimize → submit (twice: no duplicates) → the leaderboard
+ranks the rows → reproduce within tolerance → the referee verifies them → a record with
+its latencies divided by 3 fails ``reproduce`` (exit 4) and is disputed by the referee.
+
+Tolerances are loose (latency within 2× either way) because µs-scale models measured by the
+fast protocol are noisy (a re-run 1.5× slower than the search's measurement was seen here);
+the tamper factor (10×) is far outside them, so the test can fail but not flake: running the
+wrong variant (linear vs mlp-2x256 is ~3×) or a doctored claim fails it.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import FAST_PROTOCOL
+from tuner import userconfig
+from tuner.cli import main
+from tuner.client import LeaderboardClient
+from tuner.commands.demo import LeaderboardProcess
+
+pytestmark = pytest.mark.slow
+
+ADMIN_TOKEN = "e2e-admin-token"
+SLUG = "digits-e2e"
+SPACE = {"backend": "ort", "batch": 1, "threads": 1, "ort_graph_optimization": "all",
+         "variant": ["linear", "mlp-64", "mlp-2x256"], "precision": ["fp32", "int8-dynamic"],
+         "per_channel": False}
+OBJECTIVES = ["latency_p90_ms", "quality_ratio"]
+CONSTRAINTS = ["quality_ratio >= 0.9"]
+LOOSE = ["--latency-tolerance", "1.0"]
+TAMPER = 10.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    monkeypatch.setenv("PODIUM_CONFIG", str(tmp_path / "config.toml"))
+    for name in userconfig.ENV_OVERRIDES.values():
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PODIUM_ADMIN_TOKEN", ADMIN_TOKEN)
+    process = LeaderboardProcess(home=tmp_path, port=free_port(), admin_token=ADMIN_TOKEN)
+    process.start()
+    try:
+        yield process.url
+    finally:
+        process.stop()
+
+
+def tampered(record: dict[str, Any]) -> dict[str, Any]:
+    """The same trial claiming 10× lower latency and 10× the throughput (new trial id)."""
+    metrics = dict(record["metrics"])
+    for name in ("latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "latency_mean_ms"):
+        if metrics[name] is not None:
+            metrics[name] /= TAMPER
+    metrics["throughput_per_s"] *= TAMPER
+    return record | {"trial_id": uuid.uuid4().hex, "metrics": metrics}
+
+
+def test_tournament_end_to_end(server: str, tmp_path: Path, digits: Any,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    from tuner.api import optimize
+
+    assert main(["register", "--url", server, "--name", "e2e"]) == 0
+    assert main(["tournament", "create", "--slug", SLUG, "--title", "E2E", "--workload",
+                 "digits", *[a for o in OBJECTIVES for a in ("--objective", o)],
+                 *[a for c in CONSTRAINTS for a in ("--constraint", c)]]) == 0
+
+    result = optimize(digits, OBJECTIVES, CONSTRAINTS, trials=6, space=SPACE, sampler="grid",
+                      study=f"e2e-{uuid.uuid4().hex[:8]}",
+                      storage=f"sqlite:///{tmp_path / 'studies.db'}", protocol=FAST_PROTOCOL)
+    assert len(result.front) >= 1
+    path = tmp_path / "optimize.json"
+    result.to_json(path)
+    assert main(["submit", "--tournament", SLUG, str(path)]) == 0
+    assert main(["submit", "--tournament", SLUG, str(path)]) == 0  # replayed, not duplicated
+
+    config = userconfig.load()
+    with LeaderboardClient(server, api_key=config.api_key, admin_token=ADMIN_TOKEN) as client:
+        client.submit(SLUG, result.baseline.model_dump(mode="json"), baseline=True,
+                      idempotency_key="baseline")
+        board = client.leaderboard(SLUG)["data"]
+        ranked = [r for r in board if not r["is_baseline"]]
+        assert sorted(r["config"]["variant"] + r["config"]["precision"] for r in ranked) == \
+            sorted(r.config["variant"] + r.config["precision"] for r in result.front)
+        assert [r["rank"] for r in ranked] == list(range(1, len(ranked) + 1))
+        p90 = [r["metrics"]["latency_p90_ms"] for r in ranked]
+        assert p90 == sorted(p90)
+        assert any(r["is_baseline"] for r in board)
+
+        top = client.submission(ranked[0]["submission_id"])
+        website_url = top["url"].replace("/api/v1/submissions/", "/submissions/")
+        assert main(["reproduce", website_url, *LOOSE]) == 0
+        out = capsys.readouterr().out
+        assert "claimed vs measured" in out and "quality_ratio" in out
+
+        fake = client.submit(SLUG, tampered(top["record"]), idempotency_key="tampered")
+        assert main(["reproduce", fake["id"], *LOOSE]) == 4
+
+        assert main(["referee", "--tournament", SLUG, "--top", "10", *LOOSE]) == 0
+        statuses = {r["submission_id"]: r["status"]
+                    for r in client.leaderboard(SLUG)["data"] if not r["is_baseline"]}
+        assert statuses.pop(fake["id"]) == "disputed"
+        assert set(statuses.values()) == {"verified"}, statuses
+        verified = client.leaderboard(SLUG, verified_only=True)["data"]
+        assert {r["submission_id"] for r in verified if not r["is_baseline"]} == set(statuses)
+        check = client.submission(fake["id"])["referee"]
+        assert check["verdict"] == "disputed" and check["ratios"]["latency_p90_ms"] > 2
+    assert json.loads(path.read_text())["pareto"]

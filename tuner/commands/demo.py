@@ -1,0 +1,231 @@
+"""``podium demo``: the whole tournament loop on one machine, on embedded defaults.
+
+Starts the leaderboard (SQLite under PODIUM_HOME, migrated first) as a uvicorn subprocess on
+loopback, creates or reuses a ``digits`` tournament with real constraints, registers a demo
+participant, searches with the live display, submits the Pareto front and the baseline,
+referees the top 3, prints the leaderboard and keeps serving until Ctrl-C (``--exit``: stops
+at the end). A second run reuses the artifact cache, the study and the tournament, so it
+only re-reads what it already measured.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from tuner import userconfig
+from tuner.client import LeaderboardClient, LeaderboardRefused
+from tuner.commands.output import console
+from tuner.errors import InputError, PodiumError
+
+DEMO_PORT = 8000
+DEMO_WORKLOAD = "digits"
+DEMO_PARTICIPANT = "podium-demo"
+DEMO_STUDY = "podium-demo"
+# Latency vs cost is a real trade-off (big batches are cheap per sample but slow per call).
+OBJECTIVES = ["latency_p90_ms", "cost_per_million_usd"]
+CONSTRAINTS = ["quality_ratio >= 0.99", "cost_per_million_usd <= 1"]
+# TVM compiles take minutes on 2 cores; ONNX Runtime's space keeps the demo near 3 minutes.
+SPACE: dict[str, Any] = {"backend": "ort"}
+DEMO_TRIALS = 30
+REFEREE_TOP = 3
+START_TIMEOUT_S = 30.0
+
+_PORT_BUSY = "port {port} on 127.0.0.1 is in use; pass another with --port"
+_NOT_STARTED = "the leaderboard server did not start (exit code {code}); see {log}"
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def choose_port(port: int | None) -> int:
+    """``port`` if given (it must be free), else 8000, else any free port."""
+    if port is not None:
+        if not _port_free(port):
+            raise InputError(_PORT_BUSY.format(port=port))
+        return port
+    if _port_free(DEMO_PORT):
+        return DEMO_PORT
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class LeaderboardProcess:
+    """The leaderboard as a uvicorn subprocess on loopback; migrates its SQLite file first."""
+
+    def __init__(self, *, home: Path, port: int, admin_token: str) -> None:
+        self.home, self.port, self.admin_token = home, port, admin_token
+        self.url = f"http://127.0.0.1:{port}"
+        self.database_url = f"sqlite:///{home / 'leaderboard.db'}"
+        self.log = home / "demo-server.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        from leaderboard.core.db import create_db_engine
+        from leaderboard.migrate import upgrade
+
+        engine = create_db_engine(self.database_url)
+        upgrade(engine)
+        engine.dispose()
+        env = os.environ | {"PODIUM_HOME": str(self.home), "DATABASE_URL": self.database_url,
+                            "PODIUM_ADMIN_TOKEN": self.admin_token}
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "uvicorn", "leaderboard.main:create_app", "--factory",
+                 "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"],
+                env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        import httpx
+
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            try:
+                if httpx.get(f"{self.url}/api/v1/health", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            code = self.process.poll() if self.process else None
+            if code is not None or time.monotonic() > deadline:
+                self.stop()
+                raise PodiumError(_NOT_STARTED.format(code=code, log=self.log))
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def serve_until_interrupted(self) -> None:
+        try:
+            while self.process is not None and self.process.poll() is None:
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            console.print("stopping the leaderboard")
+
+
+def admin_token() -> str:
+    """The demo's admin token: the configured one, else a new one kept in the user config."""
+    token = userconfig.load().admin_token
+    if not token:
+        token = secrets.token_urlsafe(32)
+        userconfig.update(admin_token=token)
+    return token
+
+
+def ensure_tournament(client: LeaderboardClient, workload: Any) -> str:
+    """The demo tournament for this build of the workload (its slug carries the hash, so a
+    changed workload gets a fresh tournament instead of a wall of rejections)."""
+    from tuner.commands.tournament import tournament_body
+
+    slug = f"{workload.name}-demo-{workload.sha256[:8]}"
+    try:
+        client.tournament(slug)
+        console.print(f"reusing tournament [bold]{slug}[/bold]")
+    except LeaderboardRefused as exc:
+        if exc.status != 404:
+            raise
+        client.create_tournament(tournament_body(
+            slug=slug, title="Digits: fast, cheap and accurate serving",
+            description="p90 latency vs cost per million samples, at ≥ 99% of fp32 quality.",
+            workload=workload.name, objectives=OBJECTIVES, constraints=CONSTRAINTS,
+            hardware=["local"], division="open", quota_per_day=1000, quota_total=10_000))
+        console.print(f"created tournament [bold]{slug}[/bold]")
+    return slug
+
+
+def ensure_participant(client: LeaderboardClient) -> str:
+    """A participant key valid on this server: the configured one, else a new registration."""
+    config = userconfig.load()
+    if config.api_key:
+        probe = LeaderboardClient(client.url, api_key=config.api_key, retries=0)
+        try:
+            probe.me()
+            return config.api_key
+        except LeaderboardRefused:
+            pass  # a key from another server or an old database: register anew
+        finally:
+            probe.close()
+    name = DEMO_PARTICIPANT
+    try:
+        registered = client.register(name)
+    except LeaderboardRefused as exc:
+        if exc.status != 409:
+            raise
+        registered = client.register(f"{name}-{secrets.token_hex(3)}")
+    userconfig.update(url=client.url, name=registered["name"], api_key=registered["api_key"])
+    console.print(f"registered participant [bold]{registered['name']}[/bold] "
+                  f"(key stored in {userconfig.config_path()})")
+    return registered["api_key"]
+
+
+def demo_command(
+    exit_: bool = typer.Option(False, "--exit", help="stop the server at the end"),
+    port: int | None = typer.Option(None, help="leaderboard port (default 8000, else free)"),
+    trials: int = typer.Option(DEMO_TRIALS, min=1, help="search budget (finished trials)"),
+) -> None:
+    """Leaderboard + tournament + search + submit + referee, on this machine."""
+    import workloads
+    from tuner.api import optimize
+    from tuner.commands.optimize import LiveView
+    from tuner.commands.tournament import (
+        LATENCY_TOLERANCE,
+        QUALITY_TOLERANCE,
+        idempotency_key,
+        leaderboard_table,
+        referee,
+        submit_records,
+    )
+    from tuner.paths import home
+
+    workload = workloads.get(DEMO_WORKLOAD)
+    server = LeaderboardProcess(home=home(), port=choose_port(port), admin_token=admin_token())
+    server.start()
+    try:
+        console.print(f"leaderboard serving at {server.url} (log: {server.log})", soft_wrap=True)
+        with LeaderboardClient(server.url, admin_token=server.admin_token) as client:
+            slug = ensure_tournament(client, workload)
+            client.api_key = ensure_participant(client)
+            view = LiveView(trials, OBJECTIVES[0])
+            with view.live:
+                result = optimize(workload, OBJECTIVES, CONSTRAINTS, ["local"], trials=trials,
+                                  space=SPACE, study=DEMO_STUDY, progress=view)
+            console.print(f"search: {result.n_trials} trials, {len(result.feasible)} feasible, "
+                          f"Pareto front of {len(result.front)}")
+            submit_records(client, slug, result.front, method="podium demo: Optuna over ORT "
+                                                              "variants, precisions, threads")
+            if result.baseline is not None and result.baseline.ok:
+                client.submit(slug, result.baseline.model_dump(mode="json"), baseline=True,
+                              idempotency_key=idempotency_key(slug, result.baseline))
+            referee(client, slug, top=REFEREE_TOP, latency_tolerance=LATENCY_TOLERANCE,
+                    quality_tolerance=QUALITY_TOLERANCE, timeout_s=600.0)
+            console.print(leaderboard_table(client.leaderboard(slug)))
+        console.print(f"website: [bold]{server.url}/tournaments/{slug}[/bold]", soft_wrap=True)
+        if exit_:
+            return
+        console.print("serving until Ctrl-C …")
+        server.serve_until_interrupted()
+    finally:
+        server.stop()
