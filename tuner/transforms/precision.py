@@ -125,7 +125,8 @@ def _quantize_static(model_path: Path, out_path: Path, config: Configuration,
                Calibration.PERCENTILE: CalibrationMethod.Percentile}
     rows = min(MAX_CALIBRATION_ROWS, len(next(iter(calibration.values()))))
     with tempfile.TemporaryDirectory() as tmp:
-        source, how = _preprocess(model_path, Path(tmp) / "pre.onnx")
+        source, how = _preprocess(model_path, Path(tmp) / "pre.onnx",
+                                  optimize=not config.per_channel)
         quantize_static(source, out_path, _reader(calibration, rows),
                         quant_format=QuantFormat.QDQ, per_channel=bool(config.per_channel),
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
@@ -134,11 +135,19 @@ def _quantize_static(model_path: Path, out_path: Path, config: Configuration,
     return {"preprocess": how, "calibration_rows": rows}
 
 
-def _preprocess(model_path: Path, out_path: Path) -> tuple[Path, str]:
-    """``quant_pre_process`` with the fallbacks that real models need; never fatal."""
+def _preprocess(model_path: Path, out_path: Path, *,
+                optimize: bool = True) -> tuple[Path, str]:
+    """``quant_pre_process`` with the fallbacks that real models need; never fatal.
+
+    ``optimize=False`` keeps MatMul+Add unfused: onnxruntime's per-channel static quantizer
+    raises "truth value of an array is ambiguous" on the Gemm nodes that fusion creates.
+    """
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    for how, kwargs in (("full", {}), ("no-symbolic-shape", {"skip_symbolic_shape": True})):
+    base = {} if optimize else {"skip_optimization": True}
+    prefix = "" if optimize else "unoptimized, "
+    for how, kwargs in ((f"{prefix}full", base),
+                        (f"{prefix}no-symbolic-shape", base | {"skip_symbolic_shape": True})):
         try:
             quant_pre_process(str(model_path), str(out_path), **kwargs)
             return out_path, how
