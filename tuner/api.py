@@ -101,7 +101,7 @@ def optimize(workload: str | Workload = "digits", objectives: Sequence[str] = ("
              study: str | None = None, storage: str | None = None,
              ray_address: str | None = None, trial_timeout_s: float = DEFAULT_TIMEOUT_S,
              protocol: Protocol | None = None, progress: Progress | None = None,
-             executor: Executor | None = None) -> OptimizationResult:
+             executor: Executor | None = None, defaults: bool = True) -> OptimizationResult:
     """Search ``workload``'s configurations for the best under ``constraints``.
 
     Args:
@@ -120,6 +120,8 @@ def optimize(workload: str | Workload = "digits", objectives: Sequence[str] = ("
         protocol: measurement minimums (default: MEASUREMENT.md's).
         progress: called with a dict after every event (the CLI's live display).
         executor: where trials run (default: Ray); benchmarks replay measured tables.
+        defaults: enqueue the baseline and strong default configurations first (turn off
+            only to measure a sampler on its own).
 
     Raises:
         InputError: unknown workload/metric/profile, bad constraint, bad space override.
@@ -161,7 +163,7 @@ def optimize(workload: str | Workload = "digits", objectives: Sequence[str] = ("
         baseline_config = Configuration(variant=chosen.reference, threads=cores,
                                         hardware=profiles[0].name)
         baseline = loop.baseline(baseline_config)
-        loop.enqueue_defaults(baseline_config, cores)
+        loop.enqueue_defaults(baseline_config, strong=defaults)
         budget = trials if trials is not None else 10**9
         loop.run(budget, timeout_s)
     finally:
@@ -197,11 +199,11 @@ class _SearchLoop:
                 self._emit("baseline", result=result)
                 return result
 
-    def enqueue_defaults(self, baseline: Configuration, cores: int) -> None:
+    def enqueue_defaults(self, baseline: Configuration, *, strong: bool) -> None:
         """Enqueue re-runs of interrupted trials, then (new studies) strong defaults."""
         for params in recover_interrupted(self.study):
             self.study.enqueue_trial(params, skip_if_exists=False)
-        if self.study.trials:
+        if self.study.trials or not strong:
             return
         ref = self.workload.reference
         defaults = [baseline, Configuration(variant=ref),
