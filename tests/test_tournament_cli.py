@@ -20,7 +20,8 @@ from tuner import userconfig
 from tuner.cli import main
 from tuner.client import LeaderboardClient, LeaderboardFailed, LeaderboardRefused
 from tuner.commands.demo import LeaderboardProcess
-from tuner.commands.tournament import idempotency_key, parse_target, tournament_body
+from tuner.commands.tournament import idempotency_key, tournament_body
+from tuner.commands.verify import parse_target
 from tuner.errors import SubmissionRejected
 
 ADMIN_TOKEN = "cli-test-admin-token"

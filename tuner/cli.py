@@ -13,14 +13,9 @@ import typer
 from tuner.commands.catalog import hardware_app, workloads_app
 from tuner.commands.demo import demo_command
 from tuner.commands.optimize import optimize_command
-from tuner.commands.tournament import (
-    referee_command,
-    register_command,
-    reproduce_command,
-    submit_command,
-    tournament_app,
-)
+from tuner.commands.tournament import register_command, submit_command, tournament_app
 from tuner.commands.trial import trial_app
+from tuner.commands.verify import referee_command, reproduce_command
 from tuner.errors import PodiumError, one_line
 
 app = typer.Typer(name="podium", no_args_is_help=True, pretty_exceptions_enable=False,

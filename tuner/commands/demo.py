@@ -190,14 +190,8 @@ def demo_command(
     import workloads
     from tuner.api import optimize
     from tuner.commands.optimize import LiveView
-    from tuner.commands.tournament import (
-        LATENCY_TOLERANCE,
-        QUALITY_TOLERANCE,
-        idempotency_key,
-        leaderboard_table,
-        referee,
-        submit_records,
-    )
+    from tuner.commands.tournament import idempotency_key, leaderboard_table, submit_records
+    from tuner.commands.verify import LATENCY_TOLERANCE, QUALITY_TOLERANCE, referee
     from tuner.paths import home
 
     workload = workloads.get(DEMO_WORKLOAD)

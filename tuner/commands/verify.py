@@ -1,0 +1,212 @@
+"""``reproduce`` and ``referee``: re-measure a submitted record and compare with its claim.
+
+Exit codes: 0 within tolerance (latency ±10%, quality ±0.5 points), 4 outside, 2 bad
+input (unknown submission, different workload), 1 the re-run failed to build or measure.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from tuner import userconfig
+from tuner.client import LeaderboardClient
+from tuner.commands.output import console, errors, format_value
+from tuner.commands.tournament import get_tournament, local_workload, open_client
+from tuner.errors import InputError, TrialFailed
+from tuner.results import TrialResult
+
+OUTSIDE_TOLERANCE = 4
+LATENCY_TOLERANCE = 0.10  # relative, re-measured vs claimed
+QUALITY_TOLERANCE = 0.005  # absolute: half a point of accuracy
+JUDGED_LATENCY = ("latency_p50_ms", "latency_p90_ms")  # p99 of µs models is too noisy to judge
+COMPARED = ("latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "throughput_per_s",
+            "quality", "quality_ratio")
+_BAD_TARGET = "{target!r} is not a submission id or URL (…/submissions/<uuid>)"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One metric, claimed vs re-measured; ``ok`` is None where it is not judged."""
+
+    metric: str
+    claimed: float | None
+    measured: float | None
+    ok: bool | None
+
+    @property
+    def ratio(self) -> float | None:
+        if self.claimed in (None, 0) or self.measured is None:
+            return None
+        return self.measured / self.claimed
+
+
+def compare(claimed: TrialResult, measured: TrialResult, *, latency_tolerance: float,
+            quality_tolerance: float, one_sided: bool) -> list[Comparison]:
+    """Judge latency (relative) and quality (absolute) of a re-run against its claim.
+
+    ``one_sided`` (the referee) only objects when the claim is better than the re-run;
+    ``reproduce`` wants the same numbers both ways.
+    """
+    rows = []
+    for name in COMPARED:
+        was, now = claimed.metric(name), measured.metric(name)
+        ok = None
+        if was is not None and now is not None and was > 0:
+            if name in JUDGED_LATENCY:
+                drift = now / was - 1
+                ok = drift <= latency_tolerance if one_sided else abs(drift) <= latency_tolerance
+            elif name == "quality":
+                delta = now - was
+                ok = delta >= -quality_tolerance if one_sided \
+                    else abs(delta) <= quality_tolerance
+        rows.append(Comparison(name, was, now, ok))
+    return rows
+
+
+def comparison_table(rows: list[Comparison], title: str) -> Table:
+    table = Table(title=title)
+    for column in ("metric", "claimed", "measured", "ratio", "verdict"):
+        table.add_column(column, justify="left" if column in ("metric", "verdict") else "right")
+    marks = {True: "[green]within[/green]", False: "[red]outside[/red]", None: "not judged"}
+    for r in rows:
+        table.add_row(r.metric, format_value(r.claimed), format_value(r.measured),
+                      f"{r.ratio:.3f}" if r.ratio is not None else "—", marks[r.ok])
+    return table
+
+
+def remeasure(record: TrialResult, *, timeout_s: float) -> TrialResult:
+    """Re-run ``record``'s exact configuration through ``run_trial`` with its protocol.
+
+    Raises:
+        WorkloadError: the local workload's content differs from the record's.
+        InputError: the configuration cannot run on this node.
+        TrialFailed: the re-run failed to build or measure.
+    """
+    from tuner.config import Configuration
+    from tuner.measure import Protocol
+    from tuner.trial import run_trial
+    from tuner.versions import package_versions
+
+    workload = local_workload(record.workload.name, record.workload.sha256,
+                              whose="the submitted record")
+    here = package_versions()
+    drift = [f"{name} {version} → {here.get(name, 'missing')}"
+             for name, version in sorted(record.packages.items())
+             if name != "podium" and here.get(name) != version]
+    if drift:
+        errors.print(f"warning: package versions differ from the record: {', '.join(drift)}")
+    try:
+        protocol = Protocol(**record.measurement.get("protocol", {}))
+    except TypeError:
+        protocol = Protocol()
+    config = Configuration.model_validate(record.config)
+    with console.status(f"re-measuring {record.trial_id[:8]} on {config.hardware} …"):
+        result = run_trial(workload, config, protocol=protocol, timeout_s=timeout_s,
+                           seed=record.seed)
+    if not result.ok:
+        raise TrialFailed(f"the re-run failed ({result.failed_stage}): {result.error}",
+                          stage=result.failed_stage or "trial")
+    return result
+
+
+def parse_target(target: str, default_url: str) -> tuple[str, str]:
+    """(base URL, submission id) from an id, an API URL or a website URL."""
+    text = target.strip().rstrip("/")
+    base = default_url
+    if "://" in text:
+        head, sep, tail = text.partition("/api/v1/submissions/")
+        if not sep:
+            head, sep, tail = text.rpartition("/submissions/")
+        if not sep:
+            raise InputError(_BAD_TARGET.format(target=target))
+        base, text = head, tail.split("?")[0]
+    try:
+        return base, str(uuid.UUID(text))
+    except ValueError:
+        raise InputError(_BAD_TARGET.format(target=target)) from None
+
+
+def reproduce_command(
+    submission: str = typer.Argument(..., help="a submission id, or its API or website URL"),
+    latency_tolerance: float = typer.Option(LATENCY_TOLERANCE, help="relative, e.g. 0.10"),
+    quality_tolerance: float = typer.Option(QUALITY_TOLERANCE, help="absolute, e.g. 0.005"),
+    timeout: float = typer.Option(600.0, help="limit for the build and measurement, s"),
+) -> None:
+    """Re-run a submission's configuration here; compare it with the claim (exit 4: outside)."""
+    base, submission_id = parse_target(submission, userconfig.load().leaderboard_url)
+    with open_client(url=base) as client:
+        public = client.submission(submission_id)
+    record = TrialResult.model_validate(public["record"])
+    result = remeasure(record, timeout_s=timeout)
+    rows = compare(record, result, latency_tolerance=latency_tolerance,
+                   quality_tolerance=quality_tolerance, one_sided=False)
+    console.print(comparison_table(rows, f"submission {submission_id} · {record.workload.name} "
+                                         f"· {record.hardware.profile}: claimed vs measured"))
+    if any(r.ok is False for r in rows):
+        errors.print(f"not reproduced: outside ±{latency_tolerance:.0%} latency / "
+                     f"±{quality_tolerance:g} quality")
+        raise typer.Exit(OUTSIDE_TOLERANCE)
+    console.print("[green]reproduced within tolerance[/green]")
+
+
+# ---------------------------------------------------------------------------- referee
+
+def referee(client: LeaderboardClient, slug: str, *, top: int, latency_tolerance: float,
+            quality_tolerance: float, timeout_s: float) -> list[dict[str, Any]]:
+    """Re-measure the top ``top`` not-yet-verified submissions this node can run and post
+    a verdict for each; return the posted checks."""
+    from tuner.trial import node_profiles
+
+    tournament = get_tournament(client, slug)
+    local_workload(tournament["workload_name"], tournament["workload_sha256"],
+                   whose=f"tournament {slug!r}")
+    here = node_profiles()
+    checks: list[dict[str, Any]] = []
+    for row in client.leaderboard(slug)["data"]:
+        if len(checks) >= top:
+            break
+        if row["is_baseline"] or row["rank"] is None or row["status"] == "verified":
+            continue
+        label = f"#{row['rank']} {row['submission_id'][:8]} ({row['participant']})"
+        if row["hardware_profile"] not in here:
+            console.print(f"skipped {label}: hardware {row['hardware_profile']!r} is not on "
+                          f"this node (it runs {', '.join(here)})")
+            continue
+        record = TrialResult.model_validate(client.submission(row["submission_id"])["record"])
+        try:
+            result = remeasure(record, timeout_s=timeout_s)
+        except (InputError, TrialFailed) as exc:
+            console.print(f"skipped {label}: {exc}")
+            continue
+        rows = compare(record, result, latency_tolerance=latency_tolerance,
+                       quality_tolerance=quality_tolerance, one_sided=True)
+        verdict = "disputed" if any(r.ok is False for r in rows) else "verified"
+        ratios = ", ".join(f"{r.metric} ×{r.ratio:.2f}" for r in rows
+                           if r.ok is not None and r.ratio is not None)
+        metrics = {r.metric: r.measured for r in rows
+                   if r.measured is not None and math.isfinite(r.measured)}
+        checks.append(client.referee(row["submission_id"], metrics=metrics, verdict=verdict,
+                                     note=f"re-measured on {result.hardware.node}: {ratios}"))
+        colour = "green" if verdict == "verified" else "red"
+        console.print(f"[{colour}]{verdict}[/{colour}] {label}: {ratios}")
+    return checks
+
+
+def referee_command(
+    tournament: str = typer.Option(..., "--tournament", "-t", help="tournament slug"),
+    top: int = typer.Option(3, min=1, help="how many not-yet-verified submissions"),
+    latency_tolerance: float = typer.Option(LATENCY_TOLERANCE, help="relative, e.g. 0.10"),
+    quality_tolerance: float = typer.Option(QUALITY_TOLERANCE, help="absolute, e.g. 0.005"),
+    timeout: float = typer.Option(600.0, help="limit per re-measurement, s"),
+) -> None:
+    """Re-measure the top submissions on this node and post verdicts (admin token)."""
+    with open_client(admin=True) as client:
+        checks = referee(client, tournament, top=top, latency_tolerance=latency_tolerance,
+                         quality_tolerance=quality_tolerance, timeout_s=timeout)
+    console.print(f"{len(checks)} verdict(s) posted to {client.url}/tournaments/{tournament}")
