@@ -52,3 +52,18 @@ def data(path: Path, *, rows: int = 40, features: int = 8, classes: int | None =
         arrays["labels"] = rng.integers(0, classes, size=rows).astype(np.int64)
     np.savez(path, **arrays)
     return path
+
+
+def check_exported_variant(path: Path, *, input_name: str, input_type: int,
+                           input_dims: list, output_dims: list) -> onnx.ModelProto:
+    """The checks every built-in variant passes: valid, opset 17, IR ≤ 10, named I/O shapes."""
+    model = onnx.load(path)
+    onnx.checker.check_model(model, full_check=True)
+    assert model.ir_version <= 10
+    assert {o.domain: o.version for o in model.opset_import}[""] == 17
+    (inp,), (out,) = model.graph.input, model.graph.output
+    dims = lambda v: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]  # noqa: E731
+    assert inp.name == input_name and inp.type.tensor_type.elem_type == input_type
+    assert dims(inp) == input_dims
+    assert out.name == "logits" and dims(out) == output_dims
+    return model

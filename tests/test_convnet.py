@@ -12,6 +12,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
+from tests.onnx_models import check_exported_variant
 from workloads import convnet
 from workloads.base import BuildOutput, Metric
 from workloads.convnet import RECIPE
@@ -31,10 +32,6 @@ def _session(path: Path) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
-def _dims(value: onnx.ValueInfoProto) -> list[str | int]:
-    return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
-
-
 def test_recipe() -> None:
     assert RECIPE.name == "convnet"
     assert RECIPE.metric is Metric.ACCURACY
@@ -45,14 +42,9 @@ def test_variants_are_valid_convnets(built: tuple[Path, BuildOutput]) -> None:
     names = [v.name for v in out.variants]
     assert len(names) >= 2 and out.reference in names
     for variant in out.variants:
-        model = onnx.load(out_dir / variant.filename)
-        onnx.checker.check_model(model, full_check=True)
-        assert model.ir_version <= 10
-        assert {o.domain: o.version for o in model.opset_import}[""] == 17
-        (inp,), (outp,) = model.graph.input, model.graph.output
-        assert inp.name == "image" and inp.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
-        assert _dims(inp) == ["N", 3, 64, 64]
-        assert outp.name == "logits" and _dims(outp) == ["N", 10]
+        model = check_exported_variant(out_dir / variant.filename, input_name="image",
+                                       input_type=onnx.TensorProto.FLOAT,
+                                       input_dims=["N", 3, 64, 64], output_dims=["N", 10])
         ops = [n.op_type for n in model.graph.node]
         assert set(ops) <= STANDARD_OPS and ops.count("Conv") >= 5
         assert variant.parameters == sum(int(np.prod(i.dims)) for i in model.graph.initializer)

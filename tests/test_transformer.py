@@ -9,6 +9,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
+from tests.onnx_models import check_exported_variant
 from workloads import transformer
 from workloads.base import BuildOutput, Metric
 from workloads.transformer import RECIPE
@@ -34,15 +35,10 @@ def test_variants_are_valid_encoders(built: tuple[Path, BuildOutput]) -> None:
     names = [v.name for v in out.variants]
     assert len(names) >= 2 and out.reference in names
     for variant in out.variants:
-        model = onnx.load(out_dir / variant.filename)
-        onnx.checker.check_model(model, full_check=True)
-        assert model.ir_version <= 10
-        assert {o.domain: o.version for o in model.opset_import}[""] == 17
-        (inp,), (outp,) = model.graph.input, model.graph.output
-        assert inp.name == "input_ids" and inp.type.tensor_type.elem_type == onnx.TensorProto.INT64
-        assert [d.dim_param or d.dim_value for d in inp.type.tensor_type.shape.dim] == ["N", 128]
-        out_dims = [d.dim_param or d.dim_value for d in outp.type.tensor_type.shape.dim]
-        assert outp.name == "logits" and out_dims == ["N", 128, transformer.CLASSES]
+        model = check_exported_variant(out_dir / variant.filename, input_name="input_ids",
+                                       input_type=onnx.TensorProto.INT64,
+                                       input_dims=["N", 128],
+                                       output_dims=["N", 128, transformer.CLASSES])
         ops = [n.op_type for n in model.graph.node]
         assert ops.count("Softmax") >= 2 and ops.count("Erf") == ops.count("Softmax")
         inits = {i.name: i for i in model.graph.initializer}

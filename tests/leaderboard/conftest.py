@@ -165,37 +165,14 @@ def free_port() -> int:
 @pytest.fixture
 def live_server(settings: Settings, migrated: str) -> Iterator[str]:
     """A real uvicorn subprocess on a free loopback port; yields its base URL."""
-    import subprocess
-    import sys
-    import time
+    from tuner.commands.demo import LeaderboardProcess
 
-    import httpx
-
-    port = free_port()
-    env = os.environ | {"PODIUM_HOME": str(settings.home), "DATABASE_URL": migrated,
-                        "PODIUM_ADMIN_TOKEN": ADMIN_TOKEN,
-                        "PODIUM_RATE_LIMIT_PER_MINUTE": "60000",
-                        "PODIUM_RATE_LIMIT_BURST": "10000"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "leaderboard.main:create_app", "--factory",
-         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-        env=env, cwd=Path(__file__).resolve().parents[2])
-    base = f"http://127.0.0.1:{port}"
+    server = LeaderboardProcess(home=settings.home, port=free_port(), admin_token=ADMIN_TOKEN,
+                                database_url=migrated,
+                                env={"PODIUM_RATE_LIMIT_PER_MINUTE": "60000",
+                                     "PODIUM_RATE_LIMIT_BURST": "10000"})
+    server.start()
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx.get(f"{base}/api/v1/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"uvicorn did not start (exit code {process.poll()})")
-            time.sleep(0.1)
-        yield base
+        yield server.url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        server.stop()

@@ -67,12 +67,18 @@ def choose_port(port: int | None) -> int:
 
 
 class LeaderboardProcess:
-    """The leaderboard as a uvicorn subprocess on loopback; migrates its SQLite file first."""
+    """The leaderboard as a uvicorn subprocess on loopback; migrates its database first.
 
-    def __init__(self, *, home: Path, port: int, admin_token: str) -> None:
+    ``database_url`` defaults to a SQLite file under ``home``; ``env`` adds settings (the
+    tests raise the rate limit, for example).
+    """
+
+    def __init__(self, *, home: Path, port: int, admin_token: str,
+                 database_url: str | None = None, env: dict[str, str] | None = None) -> None:
         self.home, self.port, self.admin_token = home, port, admin_token
         self.url = f"http://127.0.0.1:{port}"
-        self.database_url = f"sqlite:///{home / 'leaderboard.db'}"
+        self.database_url = database_url or f"sqlite:///{home / 'leaderboard.db'}"
+        self.extra_env = env or {}
         self.log = home / "demo-server.log"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -84,7 +90,7 @@ class LeaderboardProcess:
         upgrade(engine)
         engine.dispose()
         env = os.environ | {"PODIUM_HOME": str(self.home), "DATABASE_URL": self.database_url,
-                            "PODIUM_ADMIN_TOKEN": self.admin_token}
+                            "PODIUM_ADMIN_TOKEN": self.admin_token} | self.extra_env
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "uvicorn", "leaderboard.main:create_app", "--factory",
