@@ -91,7 +91,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=7)
     parser.add_argument("--remeasure", action="store_true")
     args = parser.parse_args()
-    console = Console()
+    console = Console(width=160)
     workload = workloads.get(args.workload)
     space = SPACES[args.workload]
     path = Path("bench/results") / f"grid-{args.workload}-{workload.sha256[:12]}.json"

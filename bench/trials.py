@@ -117,7 +117,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("bench/results/trials.json"))
     args = parser.parse_args()
-    console = Console()
+    console = Console(width=160)
     cores = len(os.sched_getaffinity(0))
     report = []
     for name in args.workloads:

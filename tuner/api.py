@@ -13,16 +13,17 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tuner.config import Configuration
 from tuner.constraints import Constraint, parse_constraints, unmet, violations
 from tuner.errors import ConfigError, HardwareError
 from tuner.executor import Executor, RayExecutor
-from tuner.hardware import load_profile
+from tuner.hardware import fingerprint, load_profile
 from tuner.measure import Protocol
 from tuner.results import METRIC_DIRECTIONS, Stability, TrialResult
 from tuner.search import (
+    MEMORY,
     RESULT_ATTR,
     SAMPLERS,
     Suggester,
@@ -37,6 +38,13 @@ from tuner.search import (
 from tuner.space import default_space
 from tuner.trial import DEFAULT_TIMEOUT_S, failed_result
 from workloads.base import Workload
+
+if TYPE_CHECKING:
+    from tuner.knowledge import KnowledgeStore
+
+# Trial attributes set by :mod:`tuner.warmstart` (kept here so ``import tuner`` stays light).
+SOURCE_ATTR = "knowledge_source"
+PRIOR_ATTR = "knowledge_prior"
 
 Progress = Callable[[dict[str, Any]], None]
 NEAREST = 3
@@ -56,6 +64,7 @@ class OptimizationResult:
     best: TrialResult | None = None
     nearest: list[dict[str, Any]] = field(default_factory=list)
     front: list[TrialResult] = field(default_factory=list)
+    knowledge: dict[str, str] = field(default_factory=dict)  # trial_id → where it came from
 
     @property
     def n_trials(self) -> int:
@@ -69,7 +78,8 @@ class OptimizationResult:
     def trials(self):
         import pandas as pd
 
-        return pd.DataFrame([r.flat() for r in self.results])
+        return pd.DataFrame([r.flat() | {"knowledge_source": self.knowledge.get(r.trial_id)}
+                             for r in self.results])
 
     @property
     def pareto(self):
@@ -85,7 +95,8 @@ class OptimizationResult:
                 "nearest": [{"trial": dump(n["trial"]), "unmet": n["unmet"]}
                             for n in self.nearest],
                 "trials": [dump(r) for r in self.results], "n_trials": self.n_trials,
-                "n_feasible": len(self.feasible), "n_failed": self.n_failed}
+                "n_feasible": len(self.feasible), "n_failed": self.n_failed,
+                "knowledge": self.knowledge}
 
     def to_json(self, path: Path | str | None = None) -> str:
         text = json.dumps(self.as_dict(), indent=2)
@@ -101,7 +112,9 @@ def optimize(workload: str | Workload = "digits", objectives: Sequence[str] = ("
              study: str | None = None, storage: str | None = None,
              ray_address: str | None = None, trial_timeout_s: float = DEFAULT_TIMEOUT_S,
              protocol: Protocol | None = None, progress: Progress | None = None,
-             executor: Executor | None = None, defaults: bool = True) -> OptimizationResult:
+             executor: Executor | None = None, defaults: bool = True,
+             warm_start: bool = True, knowledge: KnowledgeStore | None = None,
+             ) -> OptimizationResult:
     """Search ``workload``'s configurations for the best under ``constraints``.
 
     Args:
@@ -122,6 +135,9 @@ def optimize(workload: str | Workload = "digits", objectives: Sequence[str] = ("
         executor: where trials run (default: Ray); benchmarks replay measured tables.
         defaults: enqueue the baseline and strong default configurations first (turn off
             only to measure a sampler on its own).
+        warm_start: start a new study from the knowledge store (see :mod:`tuner.warmstart`).
+        knowledge: the store to learn from and record into; default ``knowledge.db`` under
+            PODIUM_HOME, except for in-memory studies (replays), which use none unless given.
 
     Raises:
         InputError: unknown workload/metric/profile, bad constraint, bad space override.
@@ -158,17 +174,42 @@ def optimize(workload: str | Workload = "digits", objectives: Sequence[str] = ("
         optuna_study = open_study(
             name=study_name, storage=storage, objectives=objectives, identity=identity,
             sampler=make_sampler(sampler, seed=seed, grid_size=grid_size))
+        if knowledge is None and storage != MEMORY:
+            from tuner.knowledge import KnowledgeStore
+
+            knowledge = KnowledgeStore()
+        workload_fp, hardware_fp = _fingerprints(chosen, profiles[0], knowledge)
+        fresh = not optuna_study.trials
+        if knowledge is not None and warm_start and fresh:
+            from tuner.warmstart import warm_start as start_warm
+
+            start_warm(optuna_study, suggester, chosen, store=knowledge,
+                       workload_fp=workload_fp, hardware_fp=hardware_fp,
+                       hardware=profiles[0].name, objectives=objectives, constraints=parsed)
         loop = _SearchLoop(chosen, optuna_study, suggester, executor, objectives, parsed,
                            seed=seed, progress=progress)
         baseline_config = Configuration(variant=chosen.reference, threads=cores,
                                         hardware=profiles[0].name)
         baseline = loop.baseline(baseline_config)
-        loop.enqueue_defaults(baseline_config, strong=defaults)
+        loop.enqueue_defaults(baseline_config, strong=defaults and fresh)
         budget = trials if trials is not None else 10**9
         loop.run(budget, timeout_s)
     finally:
         executor.stop()
-    return summarise(optuna_study, study_name, storage, objectives, parsed, baseline)
+    result = summarise(optuna_study, study_name, storage, objectives, parsed, baseline)
+    if knowledge is not None:
+        knowledge.record([baseline, *result.results], workload_fp, f"local study {study_name}")
+    return result
+
+
+def _fingerprints(workload: Workload, profile: Any,
+                  knowledge: KnowledgeStore | None) -> tuple[Any, dict[str, Any]]:
+    """The keys of the knowledge store for this search; skipped when there is no store."""
+    if knowledge is None:
+        return None, {}
+    from tuner.fingerprint import workload_fingerprint
+
+    return workload_fingerprint(workload), fingerprint(profile)
 
 
 class _SearchLoop:
@@ -200,10 +241,10 @@ class _SearchLoop:
                 return result
 
     def enqueue_defaults(self, baseline: Configuration, *, strong: bool) -> None:
-        """Enqueue re-runs of interrupted trials, then (new studies) strong defaults."""
+        """Enqueue re-runs of interrupted trials, then (if ``strong``) strong defaults."""
         for params in recover_interrupted(self.study):
             self.study.enqueue_trial(params, skip_if_exists=False)
-        if self.study.trials or not strong:
+        if not strong:
             return
         ref = self.workload.reference
         defaults = [baseline, Configuration(variant=ref),
@@ -274,8 +315,8 @@ class _SearchLoop:
 
     def _finished(self) -> int:
         return sum(1 for t in self.study.get_trials(deepcopy=False)
-                   if t.state.is_finished() and not str(t.user_attrs.get("error", ""))
-                   .startswith("interrupted"))
+                   if t.state.is_finished() and PRIOR_ATTR not in t.user_attrs
+                   and not str(t.user_attrs.get("error", "")).startswith("interrupted"))
 
     def _as_result(self, config: Configuration, outcome: TrialResult | str) -> TrialResult:
         if isinstance(outcome, TrialResult):
@@ -328,9 +369,17 @@ def summarise(study: Any, name: str, storage: str, objectives: list[str],
     """Build the result from what the study holds (works for resumed studies too)."""
     seen: set[str] = set()
     results = []
-    for trial in study.get_trials(deepcopy=False):
-        if RESULT_ATTR in trial.user_attrs:
+    sources: dict[str, str] = {}
+    trials = study.get_trials(deepcopy=False)
+    # Priors are knowledge, not trials of this search; a suggestion they answered is.
+    priors = {t.user_attrs[RESULT_ATTR]: t.user_attrs[SOURCE_ATTR] for t in trials
+              if PRIOR_ATTR in t.user_attrs}
+    for trial in trials:
+        if RESULT_ATTR in trial.user_attrs and PRIOR_ATTR not in trial.user_attrs:
             result = TrialResult.model_validate_json(trial.user_attrs[RESULT_ATTR])
+            source = trial.user_attrs.get(SOURCE_ATTR, priors.get(trial.user_attrs[RESULT_ATTR]))
+            if source is not None:
+                sources.setdefault(result.trial_id, source)
             if result.trial_id not in seen:
                 seen.add(result.trial_id)
                 results.append(result)
@@ -344,4 +393,4 @@ def summarise(study: Any, name: str, storage: str, objectives: list[str],
         study=name, storage=storage, objectives=objectives,
         constraints=[str(c) for c in constraints], baseline=baseline, results=results,
         feasible=good, best=_best(good, objectives[0]), nearest=nearest,
-        front=pareto_front(good, objectives))
+        front=pareto_front(good, objectives), knowledge=sources)

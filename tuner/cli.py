@@ -12,6 +12,7 @@ import typer
 
 from tuner.commands.catalog import hardware_app, workloads_app
 from tuner.commands.demo import demo_command
+from tuner.commands.knowledge import knowledge_app
 from tuner.commands.optimize import optimize_command
 from tuner.commands.tournament import register_command, submit_command, tournament_app
 from tuner.commands.trial import trial_app
@@ -24,6 +25,7 @@ app.add_typer(workloads_app, name="workloads")
 app.add_typer(hardware_app, name="hardware")
 app.add_typer(trial_app, name="trial")
 app.command("optimize")(optimize_command)
+app.add_typer(knowledge_app, name="knowledge")
 app.add_typer(tournament_app, name="tournament")
 app.command("register")(register_command)
 app.command("submit")(submit_command)

@@ -87,6 +87,8 @@ def optimize_command(
     json_out: Path | None = typer.Option(None, "--json", help="write the result here"),
     submit: str | None = typer.Option(None, "--submit", metavar="SLUG",
                                       help="submit the Pareto front to this tournament"),
+    warm_start: bool = typer.Option(True, "--warm-start/--no-warm-start",
+                                    help="start from the knowledge store's nearest results"),
 ) -> None:
     """Search configurations under constraints; print the best and the Pareto front."""
     from tuner.api import optimize
@@ -120,7 +122,8 @@ def optimize_command(
         result = optimize(chosen, objective, constraint, hardware, trials=trials,
                           timeout_s=timeout, space=restriction, sampler=sampler, seed=seed,
                           study=study, storage=storage, ray_address=ray_address,
-                          trial_timeout_s=trial_timeout, progress=view)
+                          trial_timeout_s=trial_timeout, progress=view,
+                          warm_start=warm_start)
     if json_out is not None:
         result.to_json(json_out)
     _report(result)
@@ -134,7 +137,8 @@ def optimize_command(
 def _report(result: Any) -> None:
     objective = result.objectives[0]
     console.print(f"study [bold]{result.study}[/bold] in {result.storage}: {result.n_trials} "
-                  f"trials, {len(result.feasible)} feasible, {result.n_failed} failed")
+                  f"trials, {len(result.feasible)} feasible, {result.n_failed} failed, "
+                  f"{len(result.knowledge)} from the knowledge store")
     table = Table(title="Pareto front (feasible)")
     for column in ("trial", "configuration", *result.objectives, "quality_ratio", "stability"):
         table.add_column(column)

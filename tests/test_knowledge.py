@@ -1,0 +1,153 @@
+"""Fingerprints, the knowledge store and warm start, over replayed tables (no measuring)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests import onnx_models
+from tests.test_replay import SPACE, _table
+from tuner.api import optimize
+from tuner.config import Configuration
+from tuner.fingerprint import (
+    hardware_hash,
+    model_fingerprint,
+    similarity,
+    workload_fingerprint,
+)
+from tuner.hardware import fingerprint, load_profile
+from tuner.knowledge import KnowledgeStore
+from tuner.replay import TableExecutor
+from tuner.search import MEMORY, Suggester
+from tuner.space import default_space
+from tuner.warmstart import transfer
+
+
+def _relabel(table, hardware_fp, **workload):
+    """The same measurements as if taken on another machine or for another workload."""
+    return {d: r.model_copy(update={
+        "trial_id": f"{hardware_hash(hardware_fp)}-{r.trial_id}",
+        "hardware": r.hardware.model_copy(update={"fingerprint": hardware_fp,
+                                                  "profile": hardware_fp["profile"]}),
+        "workload": r.workload.model_copy(update=workload)}) for d, r in table.items()}
+
+
+def _with_baseline(table, digits):
+    baseline = Configuration(variant=digits.reference, threads=2).normalized()
+    table[baseline.digest()] = next(iter(table.values())).model_copy(
+        update={"config_digest": baseline.digest(), "trial_id": "base"})
+    return table
+
+
+def _search(digits, table, store, *, seed=3, trials=8, warm=True):
+    executor = TableExecutor(table, profiles={"local": 2})
+    result = optimize(digits, ["latency_p90_ms"], ["quality_ratio >= 0.99"], trials=trials,
+                      space=SPACE, seed=seed, storage=MEMORY, study="k", executor=executor,
+                      knowledge=store, warm_start=warm, defaults=False)
+    return result, executor.order[1:]
+
+
+def test_fingerprints_are_stable_and_tell_models_and_machines_apart(digits, tmp_path):
+    tiny = onnx_models.classifier(tmp_path / "tiny.onnx")
+    prints = {v: model_fingerprint(digits.model_path(v)) for v in digits.variants}
+    prints["tiny"] = model_fingerprint(tiny)
+    assert model_fingerprint(tiny).hash == prints["tiny"].hash
+    assert len({p.hash for p in prints.values()}) == len(prints)
+    assert prints["mlp-64"].flops > 0 and prints["mlp-64"].parameters > 0
+    assert prints["mlp-64"].opset == 17 and prints["mlp-64"].inputs[0][1] == "FLOAT"
+    assert similarity(prints["mlp-64"], prints["mlp-64"]) == 1.0
+    assert similarity(prints["mlp-64"], prints["mlp-2x256"]) > similarity(prints["mlp-64"],
+                                                                          prints["linear"]) > 0
+    local, c7i = fingerprint(load_profile("local")), fingerprint(load_profile("aws-c7i.large"))
+    assert hardware_hash(local) == hardware_hash(fingerprint(load_profile("local")))
+    assert hardware_hash(local) != hardware_hash(c7i)
+
+
+def test_transfer_maps_what_applies_and_drops_the_rest(digits):
+    space = default_space(digits.variants, hardware=["local"], cores=2).restrict(SPACE)
+    suggester = Suggester(space, grid=False)
+    table = _table(digits)
+    mine = next(r for r in table.values() if r.config["variant"] == "mlp-64"
+                and r.config["precision"] == "int8-static")
+    config, params = transfer(mine, workload=digits, hardware="local", suggester=suggester)
+    assert config.variant == "mlp-64" and config.precision.value == "int8-static"
+    assert params == space.params_for(config)
+    other = mine.model_copy(update={"workload": mine.workload.model_copy(
+        update={"name": "other", "sha256": "f" * 64, "variant": "mlp-64"}),
+        "config": mine.config | {"hardware": "aws-c7i.large"}})
+    config, _ = transfer(other, workload=digits, hardware="local", suggester=suggester)
+    assert config.variant == digits.reference and config.hardware == "local"
+    assert config.precision.value == "int8-static"
+    for update in ({"threads": 4}, {"backend": "tvm", "precision": "fp32"}):
+        outside = mine.model_copy(update={"config": mine.config | update})
+        assert transfer(outside, workload=digits, hardware="local", suggester=suggester) is None
+
+
+def test_importing_twice_adds_nothing(digits, tmp_path):
+    store = KnowledgeStore(tmp_path / "a.db")
+    results = list(_table(digits).values())
+    assert store.record(results, workload_fingerprint(digits), "local study x") == len(results)
+    assert store.record(results, workload_fingerprint(digits), "local study x") == 0
+    assert store.export(tmp_path / "k.jsonl") == len(results)
+    other = KnowledgeStore(tmp_path / "b.db")
+    assert other.import_(tmp_path / "k.jsonl") == len(results)
+    assert other.import_(tmp_path / "k.jsonl") == 0
+    assert other.stats()["trials"] == len(results) and other.stats()["pairs"] == 1
+
+
+def test_warm_start_from_other_hardware_is_enqueued_labelled_and_reproducible(digits, tmp_path):
+    c7i = fingerprint(load_profile("aws-c7i.large"))
+    known = _relabel(_table(digits), c7i)
+    KnowledgeStore(tmp_path / "seed.db").record(known.values(), workload_fingerprint(digits),
+                                                "local study past")
+    KnowledgeStore(tmp_path / "seed.db").export(tmp_path / "k.jsonl")
+    runs = []
+    for index in range(2):
+        store = KnowledgeStore(tmp_path / f"run{index}.db")
+        store.import_(tmp_path / "k.jsonl")
+        runs.append(_search(digits, _with_baseline(_table(digits), digits), store))
+    (first, order), (_, again) = runs
+    assert order == again
+    table = _table(digits)
+    best = min(r.metrics.latency_p90_ms for r in table.values()
+               if r.metrics.quality_ratio >= 0.99)
+    first_measured = table[order[0]].metrics  # a best known configuration goes first
+    assert first_measured.latency_p90_ms == best and first_measured.quality_ratio >= 0.99
+    assert first.knowledge and all("aws-c7i.large" in s for s in first.knowledge.values())
+    frame = first.trials
+    assert frame["knowledge_source"].notna().sum() == len(first.knowledge)
+    assert store.stats()["sources"].get("local study k", 0) > 0
+
+
+def test_same_workload_and_machine_priors_inform_without_measuring(digits, tmp_path):
+    local = fingerprint(load_profile("local"))
+    table = _with_baseline(_relabel(_table(digits), local), digits)
+    store = KnowledgeStore(tmp_path / "k.db")
+    past = dict(list(table.items())[:10])
+    store.record(past.values(), workload_fingerprint(digits), "local study past")
+    result, order = _search(digits, table, store, trials=6)
+    assert not set(order) & set(past)  # what is known is not measured again
+    # Priors do not eat the budget; suggestions equal to a prior are answered, not measured.
+    assert 0 < len(order) <= 6 and result.n_trials <= 6
+    answered = [r for r in result.results if r.config_digest in past]
+    assert all(result.knowledge[r.trial_id] == "local study past" for r in answered)
+    assert len(result.results) == len(order) + len(answered)
+
+
+@pytest.mark.parametrize("warm", [True, False])
+def test_in_memory_replays_touch_no_default_store(digits, podium_home, warm):
+    before = (podium_home / "knowledge.db").exists()
+    _search(digits, _with_baseline(_table(digits), digits), None, warm=warm, trials=3)
+    assert (podium_home / "knowledge.db").exists() == before
+
+
+def test_cli_exports_and_imports_without_duplicates(digits, tmp_path, monkeypatch, capsys):
+    from tuner.cli import main
+
+    monkeypatch.setenv("PODIUM_HOME", str(tmp_path))  # keep the session's store clean
+
+    KnowledgeStore().record(_table(digits).values(), workload_fingerprint(digits), "cli test")
+    assert main(["knowledge", "export", str(tmp_path / "k.jsonl")]) == 0
+    assert main(["knowledge", "import", str(tmp_path / "k.jsonl")]) == 0
+    assert "imported 0 new trials" in capsys.readouterr().out
+    assert main(["knowledge", "stats"]) == 0
+    assert "cli test" in capsys.readouterr().out

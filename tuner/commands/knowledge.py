@@ -1,0 +1,48 @@
+"""``podium knowledge …``: inspect, share and merge what past searches learned."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from tuner.commands.output import console
+
+knowledge_app = typer.Typer(help="The knowledge store that warm-starts searches.",
+                            no_args_is_help=True)
+
+
+@knowledge_app.command("stats")
+def stats_command() -> None:
+    """How many trials and (workload, hardware) pairs are known, and from where."""
+    from tuner.knowledge import KnowledgeStore
+
+    found = KnowledgeStore().stats()
+    console.print(f"{found['path']}: {found['trials']} trials, "
+                  f"{found['pairs']} (workload, hardware) pairs")
+    table = Table(title="sources")
+    table.add_column("source")
+    table.add_column("trials", justify="right")
+    for source, count in found["sources"].items():
+        table.add_row(source, str(count))
+    if found["sources"]:
+        console.print(table)
+
+
+@knowledge_app.command("export")
+def export_command(path: Path = typer.Argument(..., help="JSON-lines file to write")) -> None:
+    """Write every known trial to a JSON-lines file that another machine can import."""
+    from tuner.knowledge import KnowledgeStore
+
+    console.print(f"exported {KnowledgeStore().export(path)} trials to {path}")
+
+
+@knowledge_app.command("import")
+def import_command(path: Path = typer.Argument(..., exists=True, dir_okay=False,
+                                               help="a file from `podium knowledge export`"),
+                   ) -> None:
+    """Merge an exported file; trials already known are skipped, so importing twice is safe."""
+    from tuner.knowledge import KnowledgeStore
+
+    console.print(f"imported {KnowledgeStore().import_(path)} new trials from {path}")

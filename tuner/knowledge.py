@@ -1,0 +1,186 @@
+"""The knowledge store: every past TrialResult, keyed by what ran and where, for warm starts.
+
+One SQLite file, ``knowledge.db`` under PODIUM_HOME, separate from the study storage so
+that studies can be deleted without forgetting what they taught. A row is one
+TrialResult with its workload fingerprint (:mod:`tuner.fingerprint`), the hardware
+fingerprint it carries, and where it came from (``local study NAME``, ``import FILE``,
+``leaderboard URL``). ``trial_id`` is the primary key, so recording or importing the same
+knowledge twice adds nothing. ``export``/``import_`` use JSON lines: files from several
+machines can be concatenated and imported in any order.
+
+>>> store = KnowledgeStore()  # doctest: +SKIP
+>>> store.nearest(workload_fp, hardware_fp, k=3)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tuner.constraints import Constraint
+from tuner.fingerprint import (
+    WorkloadFingerprint,
+    hardware_hash,
+    hardware_similarity,
+    similarity,
+)
+from tuner.paths import home
+from tuner.results import METRIC_DIRECTIONS, TrialResult
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS knowledge (
+    trial_id TEXT PRIMARY KEY,
+    workload_hash TEXT NOT NULL,
+    hardware_hash TEXT NOT NULL,
+    workload_name TEXT NOT NULL,
+    workload_sha256 TEXT NOT NULL,
+    hardware_profile TEXT NOT NULL,
+    source TEXT NOT NULL,
+    workload_fp TEXT NOT NULL,
+    hardware_fp TEXT NOT NULL,
+    result TEXT NOT NULL,
+    recorded_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS knowledge_pair ON knowledge (workload_hash, hardware_hash);
+"""
+
+
+def default_path() -> Path:
+    return home() / "knowledge.db"
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    """A known (workload, hardware) pair and how alike it is to the one asked about."""
+
+    workload_hash: str
+    hardware_hash: str
+    workload_name: str
+    workload_sha256: str
+    hardware_profile: str
+    similarity: float
+    trials: int
+
+    def same_as(self, workload_fp: WorkloadFingerprint, hardware_fp: dict[str, Any]) -> bool:
+        return (self.workload_hash == workload_fp.hash
+                and self.hardware_hash == hardware_hash(hardware_fp))
+
+
+class KnowledgeStore:
+    """Past results on disk. Not shared between threads; open one per thread."""
+
+    def __init__(self, path: Path | str | None = None) -> None:
+        self.path = Path(path) if path is not None else default_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path)
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def record(self, results: Iterable[TrialResult], workload: WorkloadFingerprint,
+               source: str) -> int:
+        """Store finished results of one workload; return how many were new."""
+        rows = [_row(r, workload.as_dict(), source) for r in results]
+        return self._insert(rows)
+
+    def _insert(self, rows: list[tuple[Any, ...]]) -> int:
+        before = self._count()
+        with self._db:
+            self._db.executemany("INSERT OR IGNORE INTO knowledge VALUES "
+                                 "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        return self._count() - before
+
+    def _count(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM knowledge").fetchone()[0]
+
+    def nearest(self, workload_fp: WorkloadFingerprint, hardware_fp: dict[str, Any],
+                k: int = 3) -> list[Neighbour]:
+        """The ``k`` known pairs most like (workload, hardware), most alike first.
+
+        Similarity is the product of workload and hardware similarity, so results from
+        other machines rank below the same machine's unless nothing else is known.
+        """
+        rows = self._db.execute(
+            "SELECT workload_hash, hardware_hash, workload_name, workload_sha256, "
+            "hardware_profile, MIN(workload_fp), MIN(hardware_fp), COUNT(*) FROM knowledge "
+            "GROUP BY workload_hash, hardware_hash").fetchall()
+        found = []
+        for w_hash, h_hash, name, sha, profile, w_fp, h_fp, count in rows:
+            score = (similarity(workload_fp, WorkloadFingerprint.from_dict(json.loads(w_fp)))
+                     * hardware_similarity(hardware_fp, json.loads(h_fp)))
+            if score > 0:
+                found.append(Neighbour(w_hash, h_hash, name, sha, profile, score, count))
+        found.sort(key=lambda n: (-n.similarity, n.workload_hash, n.hardware_hash))
+        return found[:k]
+
+    def results(self, neighbour: Neighbour) -> list[tuple[TrialResult, str]]:
+        """Every stored result of one pair with its source, in a stable order."""
+        rows = self._db.execute(
+            "SELECT result, source FROM knowledge WHERE workload_hash = ? AND hardware_hash = ?"
+            " ORDER BY trial_id", (neighbour.workload_hash, neighbour.hardware_hash))
+        return [(TrialResult.model_validate_json(r), s) for r, s in rows]
+
+    def best_configs(self, neighbour: Neighbour, objective: str,
+                     constraints: Sequence[Constraint] = (),
+                     limit: int = 5) -> list[tuple[TrialResult, str]]:
+        """The pair's best feasible results on ``objective``, one per configuration."""
+        from tuner.api import feasible
+
+        sign = 1.0 if METRIC_DIRECTIONS[objective] == "minimize" else -1.0
+        known = self.results(neighbour)
+        good = {r.trial_id for r in feasible([r for r, _ in known], list(constraints))}
+        ranked = sorted(((r, s) for r, s in known
+                         if r.trial_id in good and r.metric(objective) is not None),
+                        key=lambda item: (sign * item[0].metric(objective), item[0].trial_id))
+        best, seen = [], set()
+        for result, source in ranked:
+            if result.config_digest not in seen:
+                seen.add(result.config_digest)
+                best.append((result, source))
+        return best[:limit]
+
+    def export(self, path: Path | str) -> int:
+        """Write every row as one JSON line; return how many."""
+        rows = self._db.execute("SELECT source, workload_fp, hardware_fp, result "
+                                "FROM knowledge ORDER BY trial_id").fetchall()
+        with Path(path).open("w") as out:
+            for source, w_fp, h_fp, result in rows:
+                out.write(json.dumps({"source": source, "workload_fp": json.loads(w_fp),
+                                      "hardware_fp": json.loads(h_fp),
+                                      "result": json.loads(result)}) + "\n")
+        return len(rows)
+
+    def import_(self, path: Path | str) -> int:
+        """Merge an exported file; rows already known (same trial_id) are skipped."""
+        rows = []
+        for line in Path(path).read_text().splitlines():
+            if line.strip():
+                item = json.loads(line)
+                source = f"import {Path(path).name} ({item['source']})"
+                rows.append(_row(TrialResult.model_validate(item["result"]),
+                                 item["workload_fp"], source))
+        return self._insert(rows)
+
+    def stats(self) -> dict[str, Any]:
+        """Counts of trials, (workload, hardware) pairs and trials per source."""
+        pairs = self._db.execute("SELECT COUNT(*) FROM (SELECT DISTINCT workload_hash, "
+                                 "hardware_hash FROM knowledge)").fetchone()[0]
+        sources = dict(self._db.execute(
+            "SELECT source, COUNT(*) FROM knowledge GROUP BY source ORDER BY source"))
+        return {"path": str(self.path), "trials": self._count(), "pairs": pairs,
+                "sources": sources}
+
+
+def _row(result: TrialResult, workload_fp: dict[str, Any], source: str) -> tuple[Any, ...]:
+    fp = WorkloadFingerprint.from_dict(workload_fp)
+    h_fp = result.hardware.fingerprint
+    return (result.trial_id, fp.hash, hardware_hash(h_fp), result.workload.name,
+            result.workload.sha256, result.hardware.profile, source,
+            json.dumps(fp.as_dict(), sort_keys=True), json.dumps(h_fp, sort_keys=True),
+            result.model_dump_json(), datetime.now(UTC).isoformat())
