@@ -106,6 +106,7 @@ def test_conv_model_matches_onnxruntime(tmp_path: Path, batch: int) -> None:
     assert artifact.details["target"] == {"kind": "llvm", "num-cores": 1}
     assert artifact.details["opt_level"] == 3
     assert artifact.details["import_fallback"] is False
+    assert artifact.details["import_error"] is None
     io = json.loads((artifact.path / IO_FILE).read_text())
     assert io == {"inputs": [{"name": "x", "shape": [batch, 3, 16, 16], "dtype": "float32"}],
                   "outputs": 1}
@@ -140,6 +141,7 @@ def test_computed_reshape_imports_after_folding(tmp_path: Path) -> None:
     model = _computed_shape_model(tmp_path / "reshape.onnx")
     artifact, cfg = _build(model, tmp_path / "artifact", batch=2)
     assert artifact.details["import_fallback"] is True
+    assert artifact.details["import_error"]  # why the plain import failed, kept for the record
     feed = {"x": np.arange(2 * 3 * 4 * 4, dtype=np.float32).reshape(2, 3, 4, 4)}
     _check_against_ort(model, artifact, cfg, feed, rtol=0, atol=0)
 
@@ -154,6 +156,7 @@ def test_unsupported_operator_is_a_one_line_build_failure(tmp_path: Path) -> Non
     assert caught.value.stage == "build"
     message = str(caught.value)
     assert message.startswith("TVM cannot import the model") and "Frobnicate" in message
+    assert "after shape inference and folding" in message
     assert "\n" not in message
 
 
@@ -199,5 +202,6 @@ def test_metaschedule_tuning_gives_a_correct_library(tmp_path: Path) -> None:
     details = artifact.details
     assert details["tuning_trials"] == 12
     assert details["tuning_tasks"] >= 2 and 0 < details["tuning_records"] <= 12
+    assert details["tuned_tasks"] == details["tuning_tasks"]
     assert details["tune_s"] > 0
     _check_against_ort(model, artifact, cfg, _images(4), rtol=1e-4, atol=1e-4)

@@ -5,7 +5,9 @@ The artifact is ``model.so`` (the Relax VM executable with the weights baked in)
 the compiler. Shapes are static: the batch is fixed at build time (it is in the cache key).
 
 Without tuning, TVM's default CPU pipeline emits unscheduled loops: correct, single-threaded
-and slow. ``tvm_tuning_trials`` runs MetaSchedule, which is what makes TVM competitive. With
+and slow. ``tvm_tuning_trials`` runs MetaSchedule, which is what makes TVM competitive. Its
+schedules go to a per-target tuning database (:mod:`tuner.backends.tvm_database`), so a later
+build of the same kernels on the same target reuses them instead of tuning again. With
 apache-tvm-ffi 0.1.15 every IR node that holds a dtype segfaults when serialized (pickling,
 JSON, ``DeepCopyIRModule``), so tuning avoids each path that serializes: an in-process
 builder, an in-memory database, ``replay-func`` search and no mutators.
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tuner.backends.base import Artifact, Backend, Session
+from tuner.backends.tvm_database import TuningDatabase, canonical_target
 from tuner.errors import TrialFailed, one_line
 
 if TYPE_CHECKING:
@@ -81,12 +84,13 @@ class TvmBackend(Backend):
         target = tvm.target.Target(copy.deepcopy(target_spec))
         model = onnx.load(str(model_path))
         inputs = _input_specs(model, config.batch)
-        mod, fallback = _import(model, inputs)
+        mod, import_error = _import(model, inputs)
         database, tuning = None, {"tune_s": 0.0}
         if config.tvm_tuning_trials:
             tune_start = time.perf_counter()
-            database, tuning = _tune(mod, target, config.tvm_tuning_trials,
-                                     threads=min(hardware["cores"], len(os.sched_getaffinity(0))))
+            database, tuning = _tuned_database(
+                mod, target, config.tvm_tuning_trials,
+                threads=min(hardware["cores"], len(os.sched_getaffinity(0))))
             tuning["tune_s"] = round(time.perf_counter() - tune_start, 3)
         try:
             executable = _compile(mod, target, config.tvm_opt_level, database)
@@ -100,7 +104,8 @@ class TvmBackend(Backend):
             model_size_bytes=(out_dir / LIBRARY_FILE).stat().st_size,
             build_s=time.perf_counter() - start,
             details={"target": target_spec, "opt_level": config.tvm_opt_level,
-                     "tuning_trials": config.tvm_tuning_trials, "import_fallback": fallback,
+                     "tuning_trials": config.tvm_tuning_trials,
+                     "import_fallback": import_error is not None, "import_error": import_error,
                      "tvm_version": tvm.__version__, **tuning})
         artifact.save()
         return artifact
@@ -143,23 +148,26 @@ def _input_specs(model: onnx.ModelProto, batch: int) -> list[dict[str, Any]]:
     return specs
 
 
-def _import(model: onnx.ModelProto, inputs: list[dict[str, Any]]) -> tuple[Any, bool]:
+def _import(model: onnx.ModelProto, inputs: list[dict[str, Any]]) -> tuple[Any, str | None]:
     """Import into Relax; on failure retry once on a shape-inferred, constant-folded copy.
 
     Real exports compute Reshape targets from ``Shape`` ops, which TVM's importer only
-    accepts once the batch is fixed and those chains are folded to constants.
+    accepts once the batch is fixed and those chains are folded to constants. Returns the
+    module and why the plain import failed (None if it did not), so the artifact says so.
     """
     from tvm.relax.frontend.onnx import from_onnx
 
     shapes = {spec["name"]: spec["shape"] for spec in inputs}
     dtypes = {spec["name"]: spec["dtype"] for spec in inputs}
     try:
-        return from_onnx(model, shape_dict=shapes, dtype_dict=dtypes), False
+        return from_onnx(model, shape_dict=shapes, dtype_dict=dtypes), None
     except Exception as first:  # the importer raises anything from KeyError to TVMError
         try:
-            return from_onnx(_folded(model, shapes), shape_dict=shapes, dtype_dict=dtypes), True
-        except Exception:
-            raise TrialFailed(f"TVM cannot import the model: {_short(first)}",
+            folded = _folded(model, shapes)
+            return from_onnx(folded, shape_dict=shapes, dtype_dict=dtypes), _short(first)
+        except Exception as second:
+            raise TrialFailed(f"TVM cannot import the model: {_short(first)}; after shape "
+                              f"inference and folding: {_short(second)}",
                               stage="build") from first
 
 
@@ -175,14 +183,33 @@ def _folded(model: onnx.ModelProto, shapes: dict[str, list[int]]) -> onnx.ModelP
     return onnxscript.optimizer.optimize(onnx.shape_inference.infer_shapes(static))
 
 
-def _tune(mod: Any, target: Any, trials: int, *, threads: int) -> tuple[Any, dict[str, Any]]:
-    """Tune every fused kernel with MetaSchedule; return the records and a summary."""
+def _tuned_database(mod: Any, target: Any, trials: int, *,
+                    threads: int) -> tuple[Any, dict[str, Any]]:
+    """Schedules for every fused kernel: from the tuning database, tuning only what it lacks.
+
+    A task is reused when the database holds a record of this exact target tuned with at
+    least ``trials`` trials; the others are tuned with their share of the budget and stored.
+    """
     from tvm.s_tir import meta_schedule as ms
 
     tasks = ms.relax_integration.extract_tasks(_fused(mod, target), target)
     if not tasks:
-        return None, {"tuning_tasks": 0, "tuning_records": 0}
-    per_task = max(1, trials // len(tasks))
+        return None, {"tuning_tasks": 0, "tuned_tasks": 0, "tuning_records": 0}
+    store = TuningDatabase(canonical_target(target))
+    database, missing = store.load(tasks, budget=trials)
+    if missing:
+        per_task = max(1, trials // len(tasks))
+        store.add_tuned(_tune(missing, target, per_task, threads=threads), missing,
+                        budget=trials)
+        database, _ = store.load(tasks, budget=trials)
+    return database, {"tuning_tasks": len(tasks), "tuned_tasks": len(missing),
+                      "tuning_records": len(database), "tuning_database": str(store.folder)}
+
+
+def _tune(tasks: list[Any], target: Any, per_task: int, *, threads: int) -> Any:
+    """Tune ``tasks`` with MetaSchedule, ``per_task`` candidates each; return the records."""
+    from tvm.s_tir import meta_schedule as ms
+
     # Random sampling of the design space: the evolutionary and replay-trace strategies,
     # and the mutators they use, serialize the module (see the module docstring).
     space = ms.space_generator.PostOrderApply(sch_rules="from-target", postprocs="from-target",
@@ -197,9 +224,9 @@ def _tune(mod: Any, target: Any, trials: int, *, threads: int) -> tuple[Any, dic
             contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
                 tasks, work_dir, space=space, strategy="replay-func", num_threads=threads,
                 seed=0)
-            database = ms.tune_tasks(
+            return ms.tune_tasks(
                 tasks=contexts, task_weights=weights, work_dir=work_dir,
-                max_trials_global=trials, max_trials_per_task=per_task,
+                max_trials_global=per_task * len(tasks), max_trials_per_task=per_task,
                 num_trials_per_iter=min(per_task, _TRIALS_PER_ITER),
                 builder=_in_process_builder(), runner=runner, database="memory",
                 cost_model="random", task_scheduler="round-robin")
@@ -208,7 +235,6 @@ def _tune(mod: Any, target: Any, trials: int, *, threads: int) -> tuple[Any, dic
                           stage="build") from exc
     finally:
         runner.pool.shutdown()
-    return database, {"tuning_tasks": len(tasks), "tuning_records": len(database)}
 
 
 def _in_process_builder() -> Any:
