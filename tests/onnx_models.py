@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -67,3 +68,53 @@ def check_exported_variant(path: Path, *, input_name: str, input_type: int,
     assert dims(inp) == input_dims
     assert out.name == "logits" and dims(out) == output_dims
     return model
+
+
+def fragile_mlp(model_path: Path, data_path: Path, *, hidden: int = 1024, features: int = 256,
+                classes: int = 10, rows: int = 640, outlier: float = 50.0) -> tuple[Path, Path]:
+    """A 3×1024 ReLU MLP whose head has one huge weight row that per-tensor int8 cannot hold.
+
+    The row belongs to a hidden unit that is always 0 (its bias is -1 and its weights 0),
+    so fp32 outputs are untouched, but the head's int8 weight scale becomes ``outlier``
+    times too coarse and rounds the useful weights away: naive int8 loses agreement while
+    keeping just the (cheap) head in fp32 recovers it. The 1024-wide layers make int8 pay
+    off at batch 1. Inputs are noisy class centroids; the head is fitted by ridge
+    regression on the fp32 features, so the fp32 classes have wide margins.
+    """
+    rng = np.random.default_rng(0)
+    centroids = rng.normal(size=(classes, features)).astype(np.float32)
+
+    def sample(n: int) -> tuple[np.ndarray, np.ndarray]:
+        y = rng.integers(0, classes, n)
+        return (centroids[y] + 0.7 * rng.normal(size=(n, features))).astype(np.float32), y
+
+    sizes = [features, hidden, hidden, hidden]
+    weights = [(rng.normal(size=(i, o)) * np.sqrt(2 / i)).astype(np.float32)
+               for i, o in itertools.pairwise(sizes)]
+    biases = [np.full(hidden, 0.01, np.float32) for _ in weights]
+    dead = 7
+    weights[-1][:, dead] = 0.0
+    biases[-1][dead] = -1.0
+    x, y = sample(2000)
+    for w, b in zip(weights, biases, strict=True):
+        x = np.maximum(x @ w + b, 0)
+    targets = np.eye(classes, dtype=np.float32)[y] * 4
+    head = np.linalg.solve(x.T @ x + np.eye(hidden), x.T @ targets).astype(np.float32)
+    head[dead, :] = outlier * np.abs(head).max()
+    nodes, initializers, previous = [], [], "x"
+    for i, (w, b) in enumerate(zip(weights, biases, strict=True), 1):
+        initializers += [numpy_helper.from_array(w, f"w{i}"), numpy_helper.from_array(b, f"b{i}")]
+        nodes += [helper.make_node("MatMul", [previous, f"w{i}"], [f"m{i}"], name=f"fc{i}"),
+                  helper.make_node("Add", [f"m{i}", f"b{i}"], [f"a{i}"], name=f"bias{i}"),
+                  helper.make_node("Relu", [f"a{i}"], [f"h{i}"], name=f"relu{i}")]
+        previous = f"h{i}"
+    initializers += [numpy_helper.from_array(head, "wo"),
+                     numpy_helper.from_array(np.zeros(classes, np.float32), "bo")]
+    nodes += [helper.make_node("MatMul", [previous, "wo"], ["mo"], name="head"),
+              helper.make_node("Add", ["mo", "bo"], ["logits"], name="head_bias")]
+    onnx.save(_model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                           ["N", features])],
+                     [helper.make_tensor_value_info("logits", TensorProto.FLOAT,
+                                                    ["N", classes])], initializers), model_path)
+    np.savez(data_path, x=sample(rows)[0])
+    return model_path, data_path

@@ -24,7 +24,9 @@ from tuner.config import (
     Configuration,
     ExecutionMode,
     GraphOptimization,
+    Int8OpTypes,
     Precision,
+    QuantFormat,
     TvmFeatures,
 )
 from tuner.errors import ConfigError
@@ -42,7 +44,10 @@ _OVERRIDES = {
     "ort_execution_mode": ("ort_execution_mode",), "threads": ("threads",),
     "batch": ("batch",), "tvm_opt_level": ("tvm_opt_level",),
     "tvm_features": ("tvm_features",), "tvm_tuning_trials": ("tvm_tuning_trials",),
-    "hardware": ("hardware",),
+    "hardware": ("hardware",), "int8_keep_fp32": ("int8_keep_fp32",),
+    "int8_op_types": ("int8_op_types",), "reduce_range": ("reduce_range",),
+    "quant_format": ("quant_format",), "activation_symmetric": ("activation_symmetric",),
+    "calibration_rows": ("calibration_rows",),
 }
 
 
@@ -57,6 +62,14 @@ class Space:
     tvm_precisions: list[str] = field(default_factory=lambda: list(TVM_PRECISIONS))
     calibrations: list[str] = field(default_factory=lambda: [c.value for c in Calibration])
     per_channel: list[bool] = field(default_factory=lambda: [False, True])
+    # Mixed precision: a cut of the sensitivity ranking, and which op types go int8.
+    int8_keep_fp32: list[int] = field(default_factory=lambda: [0, 2, 8])
+    int8_op_types: list[str] = field(
+        default_factory=lambda: [Int8OpTypes.ALL.value, Int8OpTypes.CONV_MATMUL.value])
+    reduce_range: list[bool] = field(default_factory=lambda: [False])
+    quant_format: list[str] = field(default_factory=lambda: [QuantFormat.QDQ.value])
+    activation_symmetric: list[bool] = field(default_factory=lambda: [False])
+    calibration_rows: list[int] = field(default_factory=lambda: [128])
     ort_graph_optimization: list[str] = field(
         default_factory=lambda: [GraphOptimization.BASIC.value, GraphOptimization.ALL.value])
     ort_execution_mode: list[str] = field(default_factory=lambda: [ExecutionMode.SEQUENTIAL.value])
@@ -96,8 +109,15 @@ class Space:
         values["precision"] = precision
         if precision in (Precision.INT8_DYNAMIC, Precision.INT8_STATIC):
             values["per_channel"] = pick("per_channel", self.per_channel)
+            values["int8_op_types"] = pick("int8_op_types", self.int8_op_types)
+            values["int8_keep_fp32"] = pick("int8_keep_fp32", self.int8_keep_fp32)
+            values["reduce_range"] = pick("reduce_range", self.reduce_range)
         if precision == Precision.INT8_STATIC:
             values["calibration"] = pick("calibration", self.calibrations)
+            values["quant_format"] = pick("quant_format", self.quant_format)
+            values["activation_symmetric"] = pick("activation_symmetric",
+                                                  self.activation_symmetric)
+            values["calibration_rows"] = pick("calibration_rows", self.calibration_rows)
         return Configuration.parse(values).normalized()
 
     def suggest(self, trial: Any) -> Configuration:

@@ -30,6 +30,7 @@ def build_task(spec: dict[str, Any]) -> dict[str, Any]:
     from tuner.backends import get_backend
     from tuner.config import Configuration
     from tuner.transforms import apply_precision
+    from tuner.transforms.sensitivity import Probe
     from workloads.registry import open_root
 
     start = time.perf_counter()
@@ -40,7 +41,9 @@ def build_task(spec: dict[str, Any]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         transformed = Path(tmp) / "transformed.onnx"
         details = apply_precision(workload.model_path(config.variant), config, transformed,
-                                  calibration=calibration)
+                                  calibration=calibration,
+                                  probe=Probe.from_rows(workload.eval_inputs,
+                                                        workload.output_index))
         artifact = get_backend(config.backend.value).build(
             transformed, config, out_dir, calibration=calibration, hardware=spec["hardware"])
     artifact.details = details | artifact.details

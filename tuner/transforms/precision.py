@@ -1,32 +1,47 @@
 """Precision transforms: fp16 via onnxconverter-common, int8 via onnxruntime.quantization.
 
-Each transform writes a new ONNX file and returns facts a reproducer needs (which op
-types and how many nodes became int8, whether pre-processing was used). Transforms
+Each transform writes a new ONNX file and returns facts a reproducer needs (which nodes
+became int8 and which stayed fp32, whether pre-processing was used). Transforms
 validate their output (``onnx.checker`` + an ORT session) so a broken conversion fails
 the trial at build time with its reason, never later during measurement.
 
-Static int8 follows what measured best here (TERRAIN.md): QDQ format, uint8 activations,
-int8 weights, ``quant_pre_process`` first (with ``skip_symbolic_shape`` as fallback).
+Static int8 defaults to what measured best here (TERRAIN.md): QDQ format, uint8
+activations, int8 weights, ``quant_pre_process`` first (with ``skip_symbolic_shape`` as
+fallback). Mixed precision keeps the ``int8_keep_fp32`` most sensitive nodes in fp32, by a
+ranking computed once per model (:mod:`tuner.transforms.sensitivity`).
 """
 
 from __future__ import annotations
 
 import tempfile
 from collections import Counter
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tuner.config import Calibration, Configuration, Precision
+from tuner.config import Calibration, Configuration, Int8OpTypes, Precision
+from tuner.config import QuantFormat as Int8Format
 from tuner.errors import TrialFailed, one_line
+from tuner.transforms import sensitivity
+from tuner.transforms.sensitivity import Probe
 
-MAX_CALIBRATION_ROWS = 128
+_INTEGER_OPS = ("MatMulInteger", "ConvInteger", "MatMulIntegerToFloat")
+_QUANT_MACHINERY = ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear")
+_LINEAR_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
+_OP_TYPE_GROUPS = {Int8OpTypes.CONV_MATMUL: ("Conv", "MatMul", "Gemm"),
+                   Int8OpTypes.MATMUL: ("MatMul", "Gemm")}
 
 
 def apply_precision(model_path: Path, config: Configuration, out_path: Path, *,
-                    calibration: dict[str, np.ndarray] | None) -> dict[str, Any]:
-    """Write ``model_path`` converted to ``config.precision`` into ``out_path``."""
+                    calibration: dict[str, np.ndarray] | None,
+                    probe: Probe | None = None) -> dict[str, Any]:
+    """Write ``model_path`` converted to ``config.precision`` into ``out_path``.
+
+    ``probe`` (held-out rows, not the calibration split) ranks node sensitivity when the
+    configuration keeps some int8 nodes in fp32 (``int8_keep_fp32``).
+    """
     config = config.normalized()
     try:
         if config.precision is Precision.FP32:
@@ -35,16 +50,16 @@ def apply_precision(model_path: Path, config: Configuration, out_path: Path, *,
         if config.precision is Precision.FP16:
             details = _to_fp16(model_path, out_path)
         elif config.precision is Precision.INT8_DYNAMIC:
-            details = _quantize_dynamic(model_path, out_path, config)
+            details = _quantize_dynamic(model_path, out_path, config, probe)
         else:
-            details = _quantize_static(model_path, out_path, config, calibration)
+            details = _quantize_static(model_path, out_path, config, calibration, probe)
     except TrialFailed:
         raise
     except Exception as exc:
         raise TrialFailed(f"{config.precision} conversion failed: {one_line(exc)[:300]}",
                           stage="build") from None
     validate(out_path)
-    return details | quantized_summary(out_path)
+    return details if config.precision is Precision.FP16 else details | quantized_summary(out_path)
 
 
 def validate(path: Path) -> None:
@@ -63,25 +78,39 @@ def validate(path: Path) -> None:
 
 
 def quantized_summary(path: Path) -> dict[str, Any]:
-    """Count the int8 machinery in a model: which ops consume dequantized tensors."""
+    """Which nodes of a quantized model run in int8 and which stay fp32.
+
+    A node runs in int8 when it is an integer operator, a Conv/MatMul/Gemm whose data and
+    weight inputs are both dequantized (ORT fuses it into an integer kernel), or any other
+    op wrapped as dequantize → op → quantize. An op that merely reads a dequantized tensor
+    (a Softmax after an int8 MatMul whose output is not re-quantized) computes in fp32.
+    Every node but the quantize / dequantize machinery is listed once, so a result is
+    reproducible.
+    """
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)
     dequantized = {out for n in model.graph.node if n.op_type == "DequantizeLinear"
                    for out in n.output}
-    consumers = Counter(n.op_type for n in model.graph.node
-                        if n.op_type not in ("QuantizeLinear", "DequantizeLinear")
-                        and any(i in dequantized for i in n.input))
-    integer_ops = Counter(n.op_type for n in model.graph.node
-                          if n.op_type in ("MatMulInteger", "ConvInteger", "QLinearConv",
-                                           "QLinearMatMul", "DynamicQuantizeLinear"))
-    if not consumers and not integer_ops:
-        return {}
-    return {"int8_op_types": dict(sorted((consumers + integer_ops).items())),
-            "int8_nodes": sorted(n.name for n in model.graph.node
-                                 if n.op_type in integer_ops
-                                 or (n.op_type not in ("QuantizeLinear", "DequantizeLinear")
-                                     and any(i in dequantized for i in n.input)))}
+    quantized = {n.input[0] for n in model.graph.node if n.op_type == "QuantizeLinear"}
+
+    def runs_int8(node: Any) -> bool:
+        if node.op_type in _QUANT_MACHINERY:
+            return False
+        if node.op_type.startswith("QLinear") or node.op_type in _INTEGER_OPS:
+            return True
+        if not any(i in dequantized for i in node.input):
+            return False
+        if node.op_type in _LINEAR_OPS:
+            return all(i in dequantized for i in node.input[:2])
+        return all(o in quantized for o in node.output)
+
+    int8 = [n for n in model.graph.node if runs_int8(n)]
+    names = {n.name for n in int8}
+    return {"int8_op_types": dict(sorted(Counter(n.op_type for n in int8).items())),
+            "int8_nodes": sorted(names),
+            "fp32_nodes": sorted(n.name for n in model.graph.node
+                                 if n.name not in names and n.op_type not in _QUANT_MACHINERY)}
 
 
 def _to_fp16(model_path: Path, out_path: Path) -> dict[str, Any]:
@@ -104,35 +133,112 @@ def _to_fp16(model_path: Path, out_path: Path) -> dict[str, Any]:
         return {"fp16_preprocessed": True}
 
 
-def _quantize_dynamic(model_path: Path, out_path: Path, config: Configuration) -> dict[str, Any]:
+def _quantize_dynamic(model_path: Path, out_path: Path, config: Configuration,
+                      probe: Probe | None) -> dict[str, Any]:
     from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.registry import IntegerOpsRegistry
 
-    with tempfile.TemporaryDirectory() as tmp:
-        source, how = _preprocess(model_path, Path(tmp) / "pre.onnx")
-        quantize_dynamic(source, out_path, per_channel=bool(config.per_channel),
-                         weight_type=QuantType.QInt8)
-    return {"preprocess": how}
+    op_types = _op_types(config, IntegerOpsRegistry)
+
+    def quantize(source: Path, out: Path, exclude: list[str]) -> None:
+        quantize_dynamic(source, out, op_types_to_quantize=sorted(op_types),
+                         per_channel=bool(config.per_channel),
+                         reduce_range=bool(config.reduce_range), weight_type=QuantType.QInt8,
+                         nodes_to_exclude=exclude)
+
+    # Unfused: pre-processing would fuse MatMul + Add into Gemm, which the dynamic quantizer
+    # still quantizes but ``nodes_to_exclude`` cannot keep in fp32 (measured: no effect).
+    return _quantize_mixed(model_path, out_path, config, probe, quantize, op_types,
+                           optimize=False)
 
 
 def _quantize_static(model_path: Path, out_path: Path, config: Configuration,
-                     calibration: dict[str, np.ndarray] | None) -> dict[str, Any]:
+                     calibration: dict[str, np.ndarray] | None,
+                     probe: Probe | None) -> dict[str, Any]:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
 
     if not calibration:
         raise TrialFailed("int8-static needs the workload's calibration split", stage="build")
     methods = {Calibration.MINMAX: CalibrationMethod.MinMax,
                Calibration.ENTROPY: CalibrationMethod.Entropy,
                Calibration.PERCENTILE: CalibrationMethod.Percentile}
-    rows = min(MAX_CALIBRATION_ROWS, len(next(iter(calibration.values()))))
-    with tempfile.TemporaryDirectory() as tmp:
-        source, how = _preprocess(model_path, Path(tmp) / "pre.onnx",
-                                  optimize=not config.per_channel)
-        quantize_static(source, out_path, _reader(calibration, rows),
-                        quant_format=QuantFormat.QDQ, per_channel=bool(config.per_channel),
+    qdq = config.quant_format is Int8Format.QDQ
+    # onnxruntime's own default for quantize_static is the union of both registries.
+    op_types = _op_types(config, set(QDQRegistry) | set(QLinearOpsRegistry))
+    rows = min(config.calibration_rows, len(next(iter(calibration.values()))))
+
+    def quantize(source: Path, out: Path, exclude: list[str]) -> None:
+        quantize_static(source, out, _reader(calibration, rows),
+                        quant_format=QuantFormat.QDQ if qdq else QuantFormat.QOperator,
+                        op_types_to_quantize=sorted(op_types),
+                        per_channel=bool(config.per_channel),
+                        reduce_range=bool(config.reduce_range),
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=methods[config.calibration],
-                        extra_options={"CalibTensorRangeSymmetric": False})
-    return {"preprocess": how, "calibration_rows": rows}
+                        nodes_to_exclude=exclude, calibrate_method=methods[config.calibration],
+                        extra_options={"CalibTensorRangeSymmetric": False,
+                                       "ActivationSymmetric": bool(config.activation_symmetric)})
+
+    details = _quantize_mixed(model_path, out_path, config, probe, quantize, op_types,
+                              optimize=not config.per_channel)
+    return details | {"calibration_rows": rows}
+
+
+def _op_types(config: Configuration, registry: Collection[str]) -> set[str]:
+    """The op types to quantize: ``all`` means every type the chosen quantizer supports."""
+    if config.int8_op_types is Int8OpTypes.ALL:
+        return set(registry)
+    return set(_OP_TYPE_GROUPS[config.int8_op_types]) & set(registry)
+
+
+def _quantize_mixed(model_path: Path, out_path: Path, config: Configuration,
+                    probe: Probe | None, quantize: Callable[[Path, Path, list[str]], None],
+                    op_types: set[str], *, optimize: bool) -> dict[str, Any]:
+    """Pre-process, then quantize everything but the ``int8_keep_fp32`` most sensitive nodes.
+
+    The ranking is only computed when a cut is asked for; it is cached per model and
+    settings (:mod:`tuner.transforms.sensitivity`), so later trials of the same model only
+    pay for one quantization.
+    """
+    from workloads.onnx_files import file_sha256
+
+    with tempfile.TemporaryDirectory() as tmp:
+        source, how = _preprocess(model_path, Path(tmp) / "pre.onnx", optimize=optimize)
+        source = _name_nodes(source, Path(tmp) / "named.onnx")
+        details: dict[str, Any] = {"preprocess": how}
+        kept: list[str] = []
+        if config.int8_keep_fp32:
+            if probe is None:
+                raise TrialFailed("int8_keep_fp32 needs held-out rows to rank nodes",
+                                  stage="build")
+            settings = config.build_key() | {"int8_keep_fp32": None, "preprocess": how}
+            ranked = sensitivity.ranking(
+                source, lambda out, exclude: quantize(source, out, exclude), probe,
+                model_sha256=file_sha256(model_path), op_types=op_types, settings=settings)
+            kept = ranked["ranking"][:config.int8_keep_fp32]
+            details["sensitivity"] = {k: ranked[k] for k in ("key", "ranking", "error_all_int8")}
+        quantize(source, out_path, kept)
+    return details | {"int8_kept_fp32": kept}
+
+
+def _name_nodes(model_path: Path, out_path: Path) -> Path:
+    """Give unnamed nodes a stable name: exclusion lists and reports refer to nodes by name."""
+    import onnx
+
+    model = onnx.load(str(model_path))
+    unnamed = [n for n in model.graph.node if not n.name]
+    if not unnamed:
+        return model_path
+    taken = {n.name for n in model.graph.node}
+    for index, node in enumerate(model.graph.node):
+        if not node.name:
+            name = f"{node.op_type}_{index}"
+            while name in taken:
+                name += "_"
+            node.name = name
+            taken.add(name)
+    onnx.save(model, str(out_path))
+    return out_path
 
 
 def _preprocess(model_path: Path, out_path: Path, *,
