@@ -30,10 +30,12 @@ def test_each_trial_runs_on_a_node_advertising_its_target(two_nodes, tmp_path):
     result = optimize("digits", ["latency_p90_ms"], ["quality_ratio >= 0.9"],
                       hardware=["local", "aws-c7i.large"], trials=6,
                       space={"backend": "ort", "batch": 1, "threads": 1, "variant": "linear",
-                             "ort_graph_optimization": "all",
+                             "ort_graph_optimization": "all", "int8_keep_fp32": 0,
+                             "int8_op_types": "all",
                              "precision": ["fp32", "int8-dynamic"], "per_channel": False},
                       storage=f"sqlite:///{tmp_path / 's.db'}", study="cluster",
-                      sampler="grid", ray_address=cluster.address, protocol=FAST_PROTOCOL)
+                      sampler="grid", ray_address=cluster.address, protocol=FAST_PROTOCOL,
+                      warm_start=False)  # every grid point measured here, on its node
     assert result.baseline.hardware.node.endswith(nodes["local"][:12])
     seen = set()
     for trial in result.results:

@@ -1,4 +1,8 @@
-"""optimize() with a real local Ray and a real SQLite Optuna storage."""
+"""optimize() with a real local Ray and a real SQLite Optuna storage.
+
+Warm start is off here: these tests check the search mechanics, and the session's shared
+knowledge store would otherwise answer configurations other tests measured.
+"""
 
 from __future__ import annotations
 
@@ -36,7 +40,7 @@ def _optimize(tmp_path, **kwargs):
     values = {"workload": "digits", "objectives": ["latency_p90_ms"],
               "constraints": ["quality_ratio >= 0.95"], "trials": 4, "space": SMALL,
               "storage": f"sqlite:///{tmp_path / 'study.db'}", "study": "s",
-              "protocol": FAST_PROTOCOL} | kwargs
+              "protocol": FAST_PROTOCOL, "warm_start": False} | kwargs
     return optimize(**values)
 
 
@@ -137,7 +141,8 @@ import sys
 from tests.conftest import FAST_PROTOCOL
 from tuner.api import optimize
 optimize("digits", ["latency_p90_ms"], ["quality_ratio >= 0.95"], trials=int(sys.argv[2]),
-         space={space}, storage=sys.argv[1], study="k", protocol=FAST_PROTOCOL)
+         space={space}, storage=sys.argv[1], study="k", protocol=FAST_PROTOCOL,
+         warm_start=False)
 """
 
 
@@ -168,7 +173,7 @@ def test_kill_9_and_resume_loses_nothing_and_measures_nothing_twice(tmp_path):
     assert before
     result = optimize("digits", ["latency_p90_ms"], ["quality_ratio >= 0.95"], trials=6,
                       space=SMALL | {"precision": ["fp32", "fp16", "int8-dynamic"]},
-                      storage=storage, study="k", protocol=FAST_PROTOCOL)
+                      storage=storage, study="k", protocol=FAST_PROTOCOL, warm_start=False)
     after = {r.trial_id for r in result.results}
     assert before <= after
     assert len({r.config_digest for r in result.results}) == len(result.results)

@@ -63,8 +63,14 @@ def record(digits: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, A
     from tuner.config import Configuration
     from tuner.trial import run_trial
 
-    result = run_trial(digits, Configuration(variant="linear"), protocol=FAST_PROTOCOL)
-    assert result.ok, result.error
+    # The checker rightly refuses unstable measurements; a busy test machine can produce
+    # one, so take the first of a few fresh trials that is not unstable.
+    for _ in range(3):
+        result = run_trial(digits, Configuration(variant="linear"), protocol=FAST_PROTOCOL)
+        assert result.ok, result.error
+        if result.metrics.stability != "unstable":
+            break
+    assert result.metrics.stability != "unstable", "three unstable measurements in a row"
     return result.model_dump(mode="json")
 
 

@@ -208,6 +208,14 @@ def _tuned_database(mod: Any, target: Any, trials: int, *,
 
 def _tune(tasks: list[Any], target: Any, per_task: int, *, threads: int) -> Any:
     """Tune ``tasks`` with MetaSchedule, ``per_task`` candidates each; return the records."""
+    import logging
+
+    # MetaSchedule rebuilds its logging config from the names of the handlers already on its
+    # logger and fails on an unnamed one (a host application's, e.g. a test runner's).
+    ms_logger = logging.getLogger("tvm.s_tir.meta_schedule")
+    for handler in list(ms_logger.handlers):
+        if handler.get_name() is None:
+            ms_logger.removeHandler(handler)
     from tvm.s_tir import meta_schedule as ms
 
     # Random sampling of the design space: the evolutionary and replay-trace strategies,
