@@ -86,6 +86,7 @@ class LeaderboardProcess:
         from leaderboard.core.db import create_db_engine
         from leaderboard.migrate import upgrade
 
+        self.home.mkdir(parents=True, exist_ok=True)
         engine = create_db_engine(self.database_url)
         upgrade(engine)
         engine.dispose()
