@@ -38,20 +38,26 @@ REFEREE_SLOWER_TOLERANCE = 1.10  # minimize metrics: re-measured / claimed <= 1.
 REFEREE_WORSE_TOLERANCE = 0.99  # maximize metrics: re-measured / claimed >= 0.99
 
 
+def _insert_unique(session: Session, row: Any, *, conflict: str) -> Any:
+    """Insert ``row``; a unique-constraint clash is a 409 with ``conflict``, nothing kept."""
+    session.add(row)
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        raise ApiError(409, conflict) from None
+    session.refresh(row)
+    return row
+
+
 # ---------------------------------------------------------------------------- tournaments
 
 def create_tournament(*, session: Session, tournament_in: TournamentCreate) -> Tournament:
     data = tournament_in.model_dump(mode="json", exclude={"opens_at", "closes_at"})
     tournament = Tournament(**data, opens_at=tournament_in.opens_at,
                             closes_at=tournament_in.closes_at)
-    session.add(tournament)
-    try:
-        session.commit()
-    except IntegrityError:
-        session.rollback()
-        raise ApiError(409, f"a tournament with slug {tournament_in.slug!r} exists") from None
-    session.refresh(tournament)
-    return tournament
+    return _insert_unique(session, tournament,
+                          conflict=f"a tournament with slug {tournament_in.slug!r} exists")
 
 
 def list_tournaments(*, session: Session, limit: int, offset: int) -> tuple[list[Tournament],
@@ -83,13 +89,7 @@ def create_participant(*, session: Session,
     """Register a participant; return it with its API key (the only time it is visible)."""
     key, prefix, digest = new_api_key()
     participant = Participant(name=participant_in.name, key_prefix=prefix, key_hash=digest)
-    session.add(participant)
-    try:
-        session.commit()
-    except IntegrityError:
-        session.rollback()
-        raise ApiError(409, f"the name {participant_in.name!r} is taken") from None
-    session.refresh(participant)
+    _insert_unique(session, participant, conflict=f"the name {participant_in.name!r} is taken")
     return participant, key
 
 
