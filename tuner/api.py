@@ -147,16 +147,10 @@ def optimize(workload: str | Workload = "digits", objectives: Sequence[str] = ("
     if trials is None and timeout_s is None:
         raise ConfigError("give a budget: trials or timeout_s")
     chosen = registry.get(workload) if isinstance(workload, str) else workload
-    objectives, parsed = list(objectives), parse_constraints(constraints)
-    profiles = [load_profile(h) for h in hardware]
-    if not profiles:
-        raise HardwareError("give at least one hardware profile")
-    directions(objectives)
-    if sampler not in SAMPLERS:
-        raise ConfigError(f"unknown sampler {sampler!r} (valid: {', '.join(SAMPLERS)})")
+    objectives = list(objectives)
+    parsed, profiles = check_request(chosen, objectives, constraints, hardware, space=space,
+                                     sampler=sampler)
     cores = min(p.cores for p in profiles)
-    default_space(chosen.variants, hardware=[p.name for p in profiles],
-                  cores=cores).restrict(space)  # bad overrides fail before Ray starts
     storage = storage or default_storage()
     study_name = study or f"{chosen.name}-{'-'.join(objectives)}"
     executor = executor or RayExecutor(address=ray_address, timeout_s=trial_timeout_s,
@@ -210,6 +204,27 @@ def _fingerprints(workload: Workload, profile: Any,
     from tuner.fingerprint import workload_fingerprint
 
     return workload_fingerprint(workload), fingerprint(profile)
+
+
+def check_request(workload: Workload, objectives: Sequence[str], constraints: Sequence[str],
+                  hardware: Sequence[str], *, space: dict[str, Any] | None,
+                  sampler: str) -> tuple[list[Constraint], list[Any]]:
+    """Validate a search request without starting anything (the CLI calls it before its
+    live display, ``optimize`` before Ray); return the parsed constraints and profiles.
+
+    Raises:
+        InputError: unknown metric/profile/sampler, bad constraint or space override.
+    """
+    parsed = parse_constraints(constraints)
+    directions(objectives)
+    profiles = [load_profile(h) for h in hardware]
+    if not profiles:
+        raise HardwareError("give at least one hardware profile")
+    if sampler not in SAMPLERS:
+        raise ConfigError(f"unknown sampler {sampler!r} (valid: {', '.join(SAMPLERS)})")
+    default_space(workload.variants, hardware=[p.name for p in profiles],
+                  cores=min(p.cores for p in profiles)).restrict(space)
+    return parsed, profiles
 
 
 class _SearchLoop:

@@ -91,15 +91,11 @@ def optimize_command(
                                     help="start from the knowledge store's nearest results"),
 ) -> None:
     """Search configurations under constraints; print the best and the Pareto front."""
-    from tuner.api import optimize
-    from tuner.constraints import parse_constraints
+    from tuner.api import check_request, optimize
     from tuner.errors import ConfigError
-    from tuner.search import directions
 
     if trials is None and timeout is None:
         trials = 30
-    directions(objective)
-    parse_constraints(constraint)
     try:
         restriction = json.loads(space) if space else None
     except json.JSONDecodeError as exc:
@@ -107,12 +103,7 @@ def optimize_command(
     if restriction is not None and not isinstance(restriction, dict):
         raise ConfigError("--space must be a JSON object of dimension → value(s)")
     chosen = resolve_workload(workload, model, data)
-    from tuner.hardware import load_profile
-    from tuner.space import default_space
-
-    profiles = [load_profile(h) for h in hardware]
-    default_space(chosen.variants, hardware=hardware,
-                  cores=min(p.cores for p in profiles)).restrict(restriction)
+    check_request(chosen, objective, constraint, hardware, space=restriction, sampler=sampler)
     if submit is not None:  # fail on a bad tournament or key now, not after the search
         from tuner.commands.tournament import open_submission, submit_records
 
