@@ -30,6 +30,7 @@ from workloads.reference import compute_reference, reference_quality, save_refer
 
 MANIFEST = "manifest.json"
 DEFAULT_WORKLOAD = "digits"
+_VERIFIED: dict[str, Workload] = {}  # index pointer → workload verified in this process
 
 # name → module defining RECIPE; imported lazily so listing names costs nothing.
 _RECIPES = {
@@ -54,18 +55,27 @@ def recipe(name: str) -> Recipe:
 
 
 def get(name: str) -> Workload:
-    """Return the built-in workload ``name``, building it on first use."""
+    """Return the built-in workload ``name``, building it on first use.
+
+    A cached workload's files are hashed once per process (a Ray worker runs many trials
+    of the same workload; re-hashing tens of MB per trial is wasted work).
+    """
     spec = recipe(name)
     index = cache_dir("workloads") / "index"
     index.mkdir(exist_ok=True)
     pointer = index / f"{name}-{_recipe_key(spec)}.txt"
+    known = _VERIFIED.get(str(pointer))
+    if known is not None and (known.root / MANIFEST).exists():
+        return known
     if pointer.exists():
         root = cache_dir("workloads") / pointer.read_text().strip()
         cached = _verified(root)
         if cached is not None:
+            _VERIFIED[str(pointer)] = cached
             return cached
     workload = _build(spec)
     pointer.write_text(workload.root.name)
+    _VERIFIED[str(pointer)] = workload
     return workload
 
 
