@@ -8,6 +8,7 @@ once in a new process (MEASUREMENT.md rule 4) and then reported as it is.
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import time
@@ -130,12 +131,25 @@ def _record(workload: Workload, config: Configuration, profile: HardwareProfile,
                                 variant=config.variant,
                                 variant_sha256=file_sha256(workload.model_path(config.variant)),
                                 metric=str(workload.metric),
-                                reference_quality=workload.reference_quality),
+                                reference_quality=workload.reference_quality,
+                                fingerprint=_graph_fingerprint(workload)),
         "config": config.as_dict(), "config_digest": config.digest(),
         "hardware": HardwareRef(profile=profile.name, fingerprint=fingerprint(profile),
                                 node=node or platform.node(), cpus=cpus),
         "packages": package_versions(), "seed": seed, "started_at": datetime.now(UTC),
     }
+
+
+def _graph_fingerprint(workload: Workload) -> dict[str, Any]:
+    """The workload's fingerprint, computed once per process and workload content."""
+    return _fingerprint_of(workload.sha256, str(workload.model_path(workload.reference)))
+
+
+@functools.lru_cache(maxsize=32)
+def _fingerprint_of(sha256: str, path: str) -> dict[str, Any]:
+    from tuner.fingerprint import model_fingerprint
+
+    return model_fingerprint(path).as_dict()
 
 
 def failed_result(workload: Workload, config: Configuration, reason: str, *,
