@@ -23,6 +23,7 @@ from tuner.commands.demo import LeaderboardProcess
 from tuner.commands.tournament import idempotency_key, tournament_body
 from tuner.commands.verify import parse_target
 from tuner.errors import SubmissionRejected
+from tuner.fingerprint import WorkloadFingerprint
 
 ADMIN_TOKEN = "cli-test-admin-token"
 OPEN = "digits-open"
@@ -347,3 +348,43 @@ def test_idempotency_key_follows_the_record(record: dict[str, Any]) -> None:
     assert idempotency_key("t", first) == idempotency_key("t", again)
     assert idempotency_key("t", first) != idempotency_key("t", other)
     assert idempotency_key("t", first) != idempotency_key("u", first)
+
+
+# ---------------------------------------------------------------------------- knowledge pull
+
+def test_knowledge_pull_imports_ranked_records_once(user: Path, admin: LeaderboardClient,
+                                                    record: dict[str, Any], tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from tuner.knowledge import KnowledgeStore
+
+    registered("grace")
+    fresh = record | {"trial_id": uuid.uuid4().hex}
+    # A record from before trials carried their fingerprint: placed by the local built-in.
+    old = record | {"trial_id": uuid.uuid4().hex,
+                    "workload": {k: v for k, v in record["workload"].items()
+                                 if k != "fingerprint"}}
+    assert record["workload"]["fingerprint"]["parameters"] > 0
+    assert main(["submit", "-t", OPEN, str(write(tmp_path / "a.json", fresh))]) == 0
+    assert main(["submit", "-t", OPEN, str(write(tmp_path / "b.json", old))]) == 0
+    verified = next(r for r in admin.leaderboard(OPEN)["data"] if r["participant"] == "grace")
+    admin.referee(verified["submission_id"], verdict="verified",
+                  metrics={"latency_p90_ms": record["metrics"]["latency_p90_ms"]})
+    ranked = admin.leaderboard(OPEN)["count"]
+    before = KnowledgeStore().stats()["trials"]
+    capsys.readouterr()
+
+    assert main(["knowledge", "pull", "-t", OPEN]) == 0
+    assert f"pulled {ranked} results" in capsys.readouterr().out
+    store = KnowledgeStore()
+    known = {r.trial_id: source for n in store.nearest(
+        WorkloadFingerprint.from_dict(record["workload"]["fingerprint"]),
+        record["hardware"]["fingerprint"], 5) for r, source in store.results(n)}
+    assert fresh["trial_id"] in known and old["trial_id"] in known
+    assert known[fresh["trial_id"]].startswith(f"leaderboard {userconfig.load().leaderboard_url}")
+    assert "(verified)" in "".join(known.values()) and "(accepted)" in "".join(known.values())
+    assert store.stats()["trials"] - before <= ranked
+
+    assert main(["knowledge", "pull", "-t", OPEN]) == 0
+    assert ": 0 new" in capsys.readouterr().out
+    assert main(["knowledge", "pull", "-t", "no-such"]) == 2
+    assert "no tournament 'no-such'" in one_error_line(capsys)

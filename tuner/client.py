@@ -138,9 +138,11 @@ class LeaderboardClient:
                           json={"metrics": metrics, "verdict": verdict, "note": note},
                           auth=self.admin_token)
 
-    def leaderboard(self, slug: str, *, verified_only: bool = False) -> dict[str, Any]:
+    def leaderboard(self, slug: str, *, verified_only: bool = False, limit: int = 500,
+                    offset: int = 0) -> dict[str, Any]:
         return self._call("GET", f"/tournaments/{slug}/leaderboard",
-                          params={"verified_only": str(verified_only).lower(), "limit": 500})
+                          params={"verified_only": str(verified_only).lower(), "limit": limit,
+                                  "offset": offset})
 
     # ------------------------------------------------------------------ transport
 

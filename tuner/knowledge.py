@@ -89,6 +89,10 @@ class KnowledgeStore:
         rows = [_row(r, workload.as_dict(), source) for r in results]
         return self._insert(rows)
 
+    def record_items(self, items: Iterable[tuple[TrialResult, dict[str, Any], str]]) -> int:
+        """Store (result, workload fingerprint dict, source) triples; return how many were new."""
+        return self._insert([_row(r, fp, source) for r, fp, source in items])
+
     def _insert(self, rows: list[tuple[Any, ...]]) -> int:
         before = self._count()
         with self._db:

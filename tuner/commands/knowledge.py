@@ -46,3 +46,25 @@ def import_command(path: Path = typer.Argument(..., exists=True, dir_okay=False,
     from tuner.knowledge import KnowledgeStore
 
     console.print(f"imported {KnowledgeStore().import_(path)} new trials from {path}")
+
+
+@knowledge_app.command("pull")
+def pull_command(
+    url: str | None = typer.Option(None, help="the leaderboard's base URL (default: the "
+                                   "configured one, see `podium register`)"),
+    tournament: list[str] | None = typer.Option(None, "--tournament", "-t",
+                                                help="only this tournament (repeatable)"),
+) -> None:
+    """Import a leaderboard's accepted and verified results; pulling twice adds nothing."""
+    from tuner.commands.tournament import get_tournament, open_client
+    from tuner.knowledge import KnowledgeStore
+    from tuner.pull import pull
+
+    with open_client(url=url) as client:
+        for slug in tournament or []:
+            get_tournament(client, slug)  # a one-line error for a name that is not there
+        report = pull(client, KnowledgeStore(), tournaments=tournament or None)
+    skipped = ", ".join(f"{n} {why}" for why, n in sorted(report.skipped.items()))
+    console.print(f"pulled {report.read} results from {report.tournaments} tournament(s) at "
+                  f"{client.url}: {report.new} new" + (f"; skipped {skipped}" if skipped else ""),
+                  soft_wrap=True)
