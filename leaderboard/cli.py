@@ -1,10 +1,11 @@
-"""``podium leaderboard serve | migrate``: a Typer sub-app, mounted by the main CLI.
+"""``podium leaderboard serve | migrate | backup | restore``: a Typer sub-app.
 
-Errors are one line on stderr and exit code 2; no traceback.
+Mounted by the main CLI. Errors are one line on stderr and exit code 2; no traceback.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -71,3 +72,37 @@ def serve(host: Annotated[str, typer.Option(help="interface to bind")] = "127.0.
         raise _fail(error) from None
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info",
                 access_log=False)
+
+
+BackupFile = Annotated[Path, typer.Argument(help="the backup file (SQLite format)")]
+
+
+@app.command()
+def backup(file: BackupFile, database_url: DatabaseUrl = None,
+           force: Annotated[bool, typer.Option("--force", help="overwrite FILE")] = False
+           ) -> None:
+    """Copy the database into FILE while the server runs (a consistent, verified snapshot)."""
+    from leaderboard import backup as backups
+
+    settings = _settings(database_url)
+    try:
+        snapshot = backups.backup(settings.resolved_database_url(), file, force=force)
+    except Exception as error:  # one line: bad URL, unwritable FILE, failed verification
+        raise _fail(error) from None
+    typer.echo(f"backup written to {file}: {snapshot.summary()}, integrity ok")
+
+
+@app.command()
+def restore(file: BackupFile, database_url: DatabaseUrl = None,
+            force: Annotated[bool, typer.Option(
+                "--force", help="replace the contents of a database that holds rows")] = False
+            ) -> None:
+    """Load FILE into the database (stop the server first); verifies the row counts."""
+    from leaderboard import backup as backups
+
+    settings = _settings(database_url)
+    try:
+        snapshot = backups.restore(file, settings.resolved_database_url(), force=force)
+    except Exception as error:  # one line: not a backup, target not empty, bad URL
+        raise _fail(error) from None
+    typer.echo(f"restored {file}: {snapshot.summary()}, verified")
