@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tuner.errors import InputError, PodiumError, SubmissionRejected, one_line
@@ -21,7 +22,23 @@ log = logging.getLogger("leaderboard")
 _CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
           405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
           415: "unsupported_media_type", 422: "validation_error", 429: "rate_limited",
-          500: "internal_error", 503: "unavailable"}
+          500: "internal_error", 503: "unavailable", 507: "insufficient_storage"}
+
+# SQLite's messages and PostgreSQL's SQLSTATEs for a database that cannot take a write now.
+_SQLITE_FAULTS = (("database is locked", 503, "database_busy"),
+                  ("database table is locked", 503, "database_busy"),
+                  ("database or disk is full", 507, "insufficient_storage"),
+                  ("readonly database", 503, "database_read_only"),
+                  ("unable to open database file", 503, "database_unavailable"),
+                  ("disk i/o error", 503, "database_unavailable"))
+_PG_FAULTS = {"53100": (507, "insufficient_storage"), "25006": (503, "database_read_only"),
+              "55P03": (503, "database_busy"), "40001": (503, "database_busy"),
+              "40P01": (503, "database_busy"), "57014": (503, "database_busy")}
+_FAULT_MESSAGES = {
+    "database_busy": "the database is busy (another writer holds its lock); retry shortly",
+    "insufficient_storage": "the database is full; nothing was written",
+    "database_read_only": "the database is read-only; nothing was written",
+    "database_unavailable": "the database is unavailable; nothing was written"}
 
 
 class ApiError(Exception):
@@ -60,6 +77,33 @@ def status_for(error: PodiumError) -> int:
     return 500
 
 
+def database_fault(error: DBAPIError) -> ApiError | None:
+    """A clear 503/507 for a locked, full, read-only or unreachable database, else None.
+
+    The failed statement's transaction is rolled back by the session that ran it, so such a
+    request leaves no row behind; a client may retry it (with the same Idempotency-Key).
+    """
+    status = code = None
+    sqlstate = getattr(error.orig, "sqlstate", None)
+    if sqlstate in _PG_FAULTS:
+        status, code = _PG_FAULTS[sqlstate]
+    elif sqlstate is not None and sqlstate.startswith(("08", "53", "57P")):
+        status, code = 503, "database_unavailable"
+    else:
+        text = str(error.orig).lower()
+        for needle, fault_status, fault_code in _SQLITE_FAULTS:
+            if needle in text:
+                status, code = fault_status, fault_code
+                break
+        else:
+            if isinstance(error, OperationalError) and sqlstate is None and \
+                    error.connection_invalidated:
+                status, code = 503, "database_unavailable"
+    if status is None or code is None:
+        return None
+    return ApiError(status, _FAULT_MESSAGES[code], code=code, headers={"Retry-After": "1"})
+
+
 def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
     details = []
     for err in exc.errors():
@@ -93,6 +137,16 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _podium_error(_: Request, exc: PodiumError) -> JSONResponse:
         reasons = getattr(exc, "reasons", [])
         return error_response(status_for(exc), one_line(exc), details=reasons)
+
+    @app.exception_handler(DBAPIError)
+    async def _database_error(_: Request, exc: DBAPIError) -> JSONResponse:
+        fault = database_fault(exc)
+        if fault is None:
+            log.exception("unhandled database error", exc_info=exc)
+            return error_response(500, "internal server error")
+        log.warning("database fault (%s): %s", fault.code, one_line(exc.orig or exc))
+        return error_response(fault.status, fault.message, code=fault.code,
+                              headers=fault.headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
