@@ -118,3 +118,75 @@ def fragile_mlp(model_path: Path, data_path: Path, *, hidden: int = 1024, featur
                                                     ["N", classes])], initializers), model_path)
     np.savez(data_path, x=sample(rows)[0])
     return model_path, data_path
+
+
+def _io(name: str, dims: list) -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, dims)
+
+
+def _save_unchecked(path: Path, nodes, inputs, outputs, initializers=()) -> Path:
+    graph = helper.make_graph(nodes, "test", inputs, outputs, list(initializers))
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
+                                ir_version=9), path)
+    return path
+
+
+def _external(tensor: TensorProto, location: str) -> TensorProto:
+    tensor.ClearField("raw_data")
+    tensor.data_location = TensorProto.EXTERNAL
+    for key, value in {"location": location, "offset": "0", "length": "96"}.items():
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, value
+    return tensor
+
+
+def external_data_model(path: Path, location: str, *, where: str = "initializer") -> Path:
+    """x[N, 8] @ w[8, 3], with ``w`` stored in the external file ``location``.
+
+    ``where`` puts ``w`` in the graph's initializers, in a Constant node's attribute, or
+    in a Constant inside an If branch (a subgraph).
+    """
+    w = _external(numpy_helper.from_array(np.ones((8, 3), np.float32), "w"), location)
+    matmul = helper.make_node("MatMul", ["x", "w"], ["y"])
+    if where == "initializer":
+        return _save_unchecked(path, [matmul], [_io("x", ["N", 8])], [_io("y", ["N", 3])], [w])
+    constant = helper.make_node("Constant", [], ["w"], value=w)
+    if where == "attribute":
+        return _save_unchecked(path, [constant, matmul], [_io("x", ["N", 8])],
+                               [_io("y", ["N", 3])])
+    branch = helper.make_graph([constant], "branch", [], [_io("w", [8, 3])])
+    condition = numpy_helper.from_array(np.array(True), "c")
+    nodes = [helper.make_node("If", ["c"], ["w"], then_branch=branch, else_branch=branch),
+             matmul]
+    return _save_unchecked(path, nodes, [_io("x", ["N", 8])], [_io("y", ["N", 3])],
+                           [condition])
+
+
+def huge_allocation_model(path: Path, *, elements: tuple[int, int] = (2**20, 2**20)) -> Path:
+    """A valid graph that asks for an absurd tensor (4 TiB by default) to compute y = x + s."""
+    shape = numpy_helper.from_array(np.array(elements, np.int64), "shape")
+    one = numpy_helper.from_array(np.array([1.0], np.float32))
+    nodes = [helper.make_node("ConstantOfShape", ["shape"], ["big"], value=one),
+             helper.make_node("ReduceSum", ["big"], ["s"], keepdims=0),
+             helper.make_node("Add", ["x", "s"], ["y"])]
+    return _save_unchecked(path, nodes, [_io("x", ["N", 4])], [_io("y", ["N", 4])], [shape])
+
+
+def relu_model(path: Path, dims: list) -> Path:
+    """y = relu(x) with ``x`` and ``y`` declared as ``dims`` (unchecked: dims may be absurd)."""
+    return _save_unchecked(path, [helper.make_node("Relu", ["x"], ["y"])],
+                           [_io("x", dims)], [_io("y", dims)])
+
+
+def wide_model(path: Path, *, width: int = 2**16) -> Path:
+    """x[N, 8] → Tile to [N, 8·width] → ReduceSum → [N, 1]: memory grows with the batch.
+
+    Each row needs 8·width floats (2 MiB by default); a worker measuring a batch of 1024
+    needs 2 GiB, so a smaller memory limit stops it.
+    """
+    repeats = numpy_helper.from_array(np.array([1, width], np.int64), "repeats")
+    axes = numpy_helper.from_array(np.array([1], np.int64), "axes")
+    nodes = [helper.make_node("Tile", ["x", "repeats"], ["wide"]),
+             helper.make_node("ReduceSum", ["wide", "axes"], ["y"], keepdims=1)]
+    onnx.save(_model(nodes, [_io("x", ["N", 8])], [_io("y", ["N", 1])], [repeats, axes]), path)
+    return path

@@ -1,13 +1,17 @@
 """Loading and validating ONNX files before anything is built from them.
 
 Validation happens up front so a bad model is a one-line :class:`WorkloadError` and
-nothing gets cached: ``onnx.checker``, then an ONNX Runtime session (which is the real
-judge of whether the installed runtime supports the opset and IR version).
+nothing gets cached: a size cap, a refusal of external data (before anything could read a
+file the model names, e.g. ``../../etc/passwd``), ``onnx.checker``, then an ONNX Runtime
+session (which is the real judge of whether the installed runtime supports the opset and
+IR version).
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +19,7 @@ import numpy as np
 
 from tuner.errors import WorkloadError, one_line
 
+MAX_MODEL_BYTES_ENV = "PODIUM_MAX_MODEL_BYTES"
 MAX_MODEL_BYTES = 2 * 1024**3  # protobuf's own limit for a single file
 
 _ONNX_DTYPES = {
@@ -41,19 +46,39 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def byte_limit(env: str, default: int) -> int:
+    """A size cap in bytes from ``env`` (a whole number), or ``default``."""
+    text = os.environ.get(env, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise WorkloadError(f"{env}={text!r} is not a positive whole number of bytes")
+    return value
+
+
 def check_model_file(path: Path) -> list[InputSpec]:
     """Validate an ONNX file and return its input specs.
 
     Raises:
-        WorkloadError: missing, oversized, corrupt or truncated file, checker failure, or a
-            model the installed onnxruntime cannot load (opset/IR version, unknown op).
+        WorkloadError: missing, oversized, corrupt or truncated file, external data,
+            negative dimensions, checker failure, or a model the installed onnxruntime
+            cannot load (opset/IR version, unknown op).
     """
     import onnx
 
-    if not path.is_file():
+    if not path.exists():
         raise WorkloadError(f"model file {path} does not exist")
-    if path.stat().st_size > MAX_MODEL_BYTES:
-        raise WorkloadError(f"model file {path} is larger than 2 GiB")
+    if not path.is_file():
+        raise WorkloadError(f"model file {path} is not a regular file")
+    limit = byte_limit(MAX_MODEL_BYTES_ENV, MAX_MODEL_BYTES)
+    size = path.stat().st_size
+    if size > limit:
+        raise WorkloadError(f"model file {path.name} has {size} bytes, over the limit of "
+                            f"{limit} ({MAX_MODEL_BYTES_ENV})")
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:
@@ -61,11 +86,76 @@ def check_model_file(path: Path) -> list[InputSpec]:
                             f"(corrupt or truncated): {one_line(exc)}") from None
     if not model.graph.node:
         raise WorkloadError(f"{path.name} is not a readable ONNX model: the graph is empty")
+    refuse_external_data(model, path)
+    _refuse_negative_dims(model, path)
     try:
         onnx.checker.check_model(model)
     except Exception as exc:
         raise WorkloadError(f"{path.name} fails onnx.checker: {one_line(exc)[:300]}") from None
     return session_inputs(path)
+
+
+def refuse_external_data(model, path: Path) -> None:
+    """Refuse any tensor stored outside the file, naming paths that leave its folder.
+
+    Runs on the proto loaded without external data, so neither the checker nor
+    onnxruntime ever opens a file the model names.
+    """
+    import onnx
+
+    for tensor in _all_tensors(model):
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+        folder = path.resolve().parent
+        target = (folder / location).resolve()
+        if (not location or Path(location).is_absolute() or ".." in Path(location).parts
+                or not target.is_relative_to(folder)):
+            raise WorkloadError(f"{path.name}: tensor {tensor.name!r} names external data "
+                                f"{location!r} outside the model's folder; refused")
+        raise WorkloadError(f"{path.name} stores tensor {tensor.name!r} in an external data "
+                            f"file ({location!r}), which is not supported; save the model "
+                            "as a single file")
+
+
+def _all_tensors(model) -> Iterator:
+    """Every TensorProto of a model: initializers, attributes, subgraphs, functions."""
+    yield from _graph_tensors(model.graph)
+    for function in model.functions:
+        for node in function.node:
+            yield from _node_tensors(node)
+
+
+def _graph_tensors(graph) -> Iterator:
+    yield from graph.initializer
+    for sparse in graph.sparse_initializer:
+        yield from (sparse.values, sparse.indices)
+    for node in graph.node:
+        yield from _node_tensors(node)
+
+
+def _node_tensors(node) -> Iterator:
+    for attribute in node.attribute:
+        if attribute.HasField("t"):
+            yield attribute.t
+        yield from attribute.tensors
+        if attribute.HasField("sparse_tensor"):
+            yield from (attribute.sparse_tensor.values, attribute.sparse_tensor.indices)
+        for sparse in attribute.sparse_tensors:
+            yield from (sparse.values, sparse.indices)
+        if attribute.HasField("g"):
+            yield from _graph_tensors(attribute.g)
+        for graph in attribute.graphs:
+            yield from _graph_tensors(graph)
+
+
+def _refuse_negative_dims(model, path: Path) -> None:
+    for value in [*model.graph.input, *model.graph.output]:
+        dims = value.type.tensor_type.shape.dim
+        if any(d.HasField("dim_value") and d.dim_value < 0 for d in dims):
+            shown = [d.dim_param or d.dim_value for d in dims]
+            raise WorkloadError(f"{path.name}: {value.name!r} declares a negative dimension "
+                                f"{shown}")
 
 
 def session_inputs(path: Path) -> list[InputSpec]:

@@ -46,7 +46,7 @@ def compute_reference(model_path: Path, inputs: dict[str, np.ndarray], *,
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
-    options.log_severity_level = 3
+    options.log_severity_level = 4  # errors surface as exceptions, not as log lines
     session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
     outputs = run_in_batches(lambda feed: session.run(None, feed), inputs, batch, pad=False)
     for name, out in zip((o.name for o in session.get_outputs()), outputs, strict=True):

@@ -2,9 +2,11 @@
 
 The npz holds one array per model input (keys = input names, batch on axis 0) and an
 optional ``labels`` array. Everything is validated before anything is cached: the ONNX
-file (checker + onnxruntime), names, dtypes, shapes, consistent batch sizes, no pickles,
-finite reference outputs. The data is split deterministically: the first rows calibrate
-(static int8), the rest evaluate, so quality is never measured on calibration data.
+file (size cap, no external data, checker + onnxruntime), the npz (size cap on the file
+and on its uncompressed members, plain member names, no pickles), names, dtypes, shapes,
+consistent batch sizes, and reference outputs that compute and are finite. The data is
+split deterministically: the first rows calibrate (static int8), the rest evaluate, so
+quality is never measured on calibration data.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import numpy as np
 
 from tuner.errors import WorkloadError, one_line
 from workloads.base import Metric, Variant, Workload
-from workloads.onnx_files import InputSpec, check_model_file
+from workloads.onnx_files import InputSpec, byte_limit, check_model_file
 from workloads.quality import choose_metric
 from workloads.reference import compute_reference
 from workloads.registry import staging_dir, store
@@ -25,6 +27,8 @@ from workloads.registry import staging_dir, store
 LABELS = "labels"
 MAX_CALIB = 128
 MIN_ROWS = 2
+MAX_DATA_BYTES_ENV = "PODIUM_MAX_DATA_BYTES"
+MAX_DATA_BYTES = 4 * 1024**3  # on disk and uncompressed, each
 
 
 def from_files(model: Path | str, data: Path | str, *, name: str | None = None) -> Workload:
@@ -35,7 +39,6 @@ def from_files(model: Path | str, data: Path | str, *, name: str | None = None) 
     """
     model, data = Path(model), Path(data)
     specs = check_model_file(model)
-    _refuse_external_data(model)
     arrays = _load_npz(data)
     rows = _check_arrays(specs, arrays, model.name, data.name)
     fixed_batch = specs[0].shape[0] if specs[0].shape else None
@@ -43,7 +46,13 @@ def from_files(model: Path | str, data: Path | str, *, name: str | None = None) 
     calib = {s.name: arrays[s.name][:n_calib] for s in specs}
     evaluate = {s.name: arrays[s.name][n_calib:] for s in specs}
     labels = arrays.get(LABELS)
-    outputs = compute_reference(model, evaluate, batch=fixed_batch or 64)
+    try:
+        outputs = compute_reference(model, evaluate, batch=fixed_batch or 64)
+    except WorkloadError:
+        raise
+    except Exception as exc:  # onnxruntime's own errors, e.g. an impossible allocation
+        raise WorkloadError(f"{model.name} fails on the evaluation data in {data.name}: "
+                            f"{one_line(exc)[:300]}") from None
     metric = choose_metric(outputs[0], labels is not None)
     if metric is Metric.ACCURACY and outputs[0].shape[:1] != labels[n_calib:].shape[:1]:
         raise WorkloadError(f"labels in {data.name} do not match the first output's rows")
@@ -64,22 +73,15 @@ def from_files(model: Path | str, data: Path | str, *, name: str | None = None) 
         raise
 
 
-def _refuse_external_data(path: Path) -> None:
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    for tensor in model.graph.initializer:
-        if tensor.data_location == onnx.TensorProto.EXTERNAL:
-            raise WorkloadError(f"{path.name} stores weights in external data files, which "
-                                "are not supported; save the model as a single file")
-
-
 def _load_npz(path: Path) -> dict[str, np.ndarray]:
-    if not path.is_file():
+    if not path.exists():
         raise WorkloadError(f"data file {path} does not exist")
+    if not path.is_file():
+        raise WorkloadError(f"data file {path} is not a regular file")
     if not zipfile.is_zipfile(path):
         raise WorkloadError(f"{path.name} is not a readable npz file (not a zip archive of "
                             "arrays; save with numpy.savez)")
+    _check_members(path)
     try:
         with np.load(path, allow_pickle=False) as npz:
             return {k: npz[k] for k in npz.files}
@@ -90,6 +92,31 @@ def _load_npz(path: Path) -> dict[str, np.ndarray]:
         raise WorkloadError(f"{path.name} is not a readable npz file: {one_line(exc)}") from None
     except (OSError, zipfile.BadZipFile, EOFError) as exc:
         raise WorkloadError(f"{path.name} is not a readable npz file: {one_line(exc)}") from None
+
+
+def _check_members(path: Path) -> None:
+    """Size caps (zip bombs included) and plain, unique member names, before reading."""
+    limit = byte_limit(MAX_DATA_BYTES_ENV, MAX_DATA_BYTES)
+    size = path.stat().st_size
+    if size > limit:
+        raise WorkloadError(f"data file {path.name} has {size} bytes, over the limit of "
+                            f"{limit} ({MAX_DATA_BYTES_ENV})")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise WorkloadError(f"{path.name} is not a readable npz file: {one_line(exc)}") from None
+    unpacked = sum(m.file_size for m in members)
+    if unpacked > limit:
+        raise WorkloadError(f"data file {path.name} unpacks to {unpacked} bytes, over the "
+                            f"limit of {limit} ({MAX_DATA_BYTES_ENV})")
+    names = [m.filename for m in members]
+    odd = [n for n in names if "/" in n or "\\" in n or n.startswith(".") or ":" in n]
+    if odd:
+        raise WorkloadError(f"{path.name} has members with paths {odd[:3]}; an npz holds "
+                            "plain array names only")
+    if len(set(names)) != len(names):
+        raise WorkloadError(f"{path.name} has duplicate members; save with numpy.savez")
 
 
 def _check_arrays(specs: list[InputSpec], arrays: dict[str, np.ndarray], model: str,
