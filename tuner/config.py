@@ -60,6 +60,14 @@ class QuantFormat(StrEnum):
     QOPERATOR = "qoperator"
 
 
+class GraphCleanup(StrEnum):
+    """ONNX-level clean-up before any precision change: none, or onnxscript's optimizer
+    (constant folding, dead-code removal, pattern rewrites)."""
+
+    NONE = "none"
+    ONNXSCRIPT = "onnxscript"
+
+
 class GraphOptimization(StrEnum):
     DISABLE = "disable"
     BASIC = "basic"
@@ -80,13 +88,13 @@ class TvmFeatures(StrEnum):
     GENERIC = "generic"
 
 
-ORT_ONLY = ("ort_graph_optimization", "ort_execution_mode")
+ORT_ONLY = ("ort_graph_optimization", "ort_execution_mode", "graph_cleanup")
 TVM_ONLY = ("tvm_opt_level", "tvm_features", "tvm_tuning_trials")
 INT8_ONLY = ("per_channel", "int8_keep_fp32", "int8_op_types", "reduce_range")
 STATIC_ONLY = ("calibration", "quant_format", "activation_symmetric", "calibration_rows")
 
 ORT_DEFAULTS = {"ort_graph_optimization": GraphOptimization.ALL,
-                "ort_execution_mode": ExecutionMode.SEQUENTIAL}
+                "ort_execution_mode": ExecutionMode.SEQUENTIAL, "graph_cleanup": GraphCleanup.NONE}
 TVM_DEFAULTS = {"tvm_opt_level": 3, "tvm_features": TvmFeatures.NATIVE, "tvm_tuning_trials": 0}
 # The defaults reproduce Podium's int8 before mixed precision: every op type, nothing kept
 # fp32, QDQ with asymmetric uint8 activations, full-range weights, ≤ 128 calibration rows.
@@ -96,7 +104,7 @@ STATIC_DEFAULTS = {"calibration": Calibration.MINMAX, "quant_format": QuantForma
                    "activation_symmetric": False, "calibration_rows": 128}
 
 # Fields that change the built artifact; the rest (threads, execution mode) are load-time.
-ORT_BUILD_FIELDS = ("variant", "backend", "precision", *INT8_ONLY, *STATIC_ONLY)
+ORT_BUILD_FIELDS = ("variant", "backend", "precision", "graph_cleanup", *INT8_ONLY, *STATIC_ONLY)
 TVM_BUILD_FIELDS = ("variant", "backend", "precision", "batch", "tvm_opt_level",
                     "tvm_features", "tvm_tuning_trials", "hardware")
 
@@ -128,6 +136,8 @@ class Configuration(BaseModel):
                                          description="static int8 only: calibration samples")
     ort_graph_optimization: GraphOptimization | None = None
     ort_execution_mode: ExecutionMode | None = None
+    graph_cleanup: GraphCleanup | None = Field(
+        None, description="ort only: ONNX clean-up before precision transforms")
     threads: int = Field(1, ge=1, le=1024, description="intra-op threads = cores reserved")
     batch: int = Field(1, ge=1, le=65536, description="samples per inference call")
     tvm_opt_level: int | None = Field(None, ge=0, le=3)

@@ -23,6 +23,7 @@ from tuner.config import (
     Calibration,
     Configuration,
     ExecutionMode,
+    GraphCleanup,
     GraphOptimization,
     Int8OpTypes,
     Precision,
@@ -47,7 +48,7 @@ _OVERRIDES = {
     "hardware": ("hardware",), "int8_keep_fp32": ("int8_keep_fp32",),
     "int8_op_types": ("int8_op_types",), "reduce_range": ("reduce_range",),
     "quant_format": ("quant_format",), "activation_symmetric": ("activation_symmetric",),
-    "calibration_rows": ("calibration_rows",),
+    "calibration_rows": ("calibration_rows",), "graph_cleanup": ("graph_cleanup",),
 }
 
 
@@ -73,6 +74,8 @@ class Space:
     ort_graph_optimization: list[str] = field(
         default_factory=lambda: [GraphOptimization.BASIC.value, GraphOptimization.ALL.value])
     ort_execution_mode: list[str] = field(default_factory=lambda: [ExecutionMode.SEQUENTIAL.value])
+    # onnxscript clean-up is opt-in (``space={"graph_cleanup": ["none", "onnxscript"]}``).
+    graph_cleanup: list[str] = field(default_factory=lambda: [GraphCleanup.NONE.value])
     threads: list[int] = field(default_factory=lambda: [1])
     batch: list[int] = field(default_factory=lambda: [1])
     tvm_opt_level: list[int] = field(default_factory=lambda: [3])
@@ -101,6 +104,7 @@ class Space:
                                                     self.ort_graph_optimization)
             modes = self.ort_execution_mode if values["threads"] > 1 else ["sequential"]
             values["ort_execution_mode"] = pick("ort_execution_mode", modes)
+            values["graph_cleanup"] = pick("graph_cleanup", self.graph_cleanup)
         else:
             precision = pick("tvm_precision", self.tvm_precisions)
             values["tvm_opt_level"] = pick("tvm_opt_level", self.tvm_opt_level)

@@ -29,7 +29,7 @@ def build_task(spec: dict[str, Any]) -> dict[str, Any]:
     """Transform + compile one artifact into ``spec["out_dir"]``."""
     from tuner.backends import get_backend
     from tuner.config import Configuration
-    from tuner.transforms import apply_precision
+    from tuner.transforms import apply_transforms
     from tuner.transforms.sensitivity import Probe
     from workloads.registry import open_root
 
@@ -40,10 +40,10 @@ def build_task(spec: dict[str, Any]) -> dict[str, Any]:
     out_dir = Path(spec["out_dir"])
     with tempfile.TemporaryDirectory() as tmp:
         transformed = Path(tmp) / "transformed.onnx"
-        details = apply_precision(workload.model_path(config.variant), config, transformed,
-                                  calibration=calibration,
-                                  probe=Probe.from_rows(workload.eval_inputs,
-                                                        workload.output_index))
+        details = apply_transforms(workload.model_path(config.variant), config, transformed,
+                                   calibration=calibration,
+                                   probe=Probe.from_rows(workload.eval_inputs,
+                                                         workload.output_index))
         artifact = get_backend(config.backend.value).build(
             transformed, config, out_dir, calibration=calibration, hardware=spec["hardware"])
     artifact.details = details | artifact.details

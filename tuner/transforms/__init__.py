@@ -1,7 +1,31 @@
-"""ONNX → ONNX transforms applied before a backend builds: precision changes."""
+"""ONNX → ONNX transforms applied before a backend builds: clean-up, then precision."""
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tuner.transforms.cleanup import apply_cleanup
 from tuner.transforms.precision import apply_precision
 
-__all__ = ["apply_precision"]
+if TYPE_CHECKING:
+    import numpy as np
+
+    from tuner.config import Configuration
+    from tuner.transforms.sensitivity import Probe
+
+__all__ = ["apply_cleanup", "apply_precision", "apply_transforms"]
+
+
+def apply_transforms(model_path: Path, config: Configuration, out_path: Path, *,
+                     calibration: dict[str, np.ndarray] | None,
+                     probe: Probe | None = None) -> dict[str, Any]:
+    """Write ``model_path`` cleaned up and converted as ``config`` says into ``out_path``.
+
+    Returns the details of every step (see :func:`apply_cleanup`, :func:`apply_precision`).
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        source, details = apply_cleanup(model_path, config, Path(tmp) / "cleaned.onnx")
+        return details | apply_precision(source, config, out_path, calibration=calibration,
+                                         probe=probe)

@@ -27,7 +27,8 @@ from tuner.errors import TrialFailed, one_line
 from tuner.transforms import sensitivity
 from tuner.transforms.sensitivity import Probe
 
-_INTEGER_OPS = ("MatMulInteger", "ConvInteger", "MatMulIntegerToFloat")
+_INTEGER_OPS = ("MatMulInteger", "ConvInteger", "MatMulIntegerToFloat", "QGemm", "QAttention",
+                "DynamicQuantizeMatMul")
 _QUANT_MACHINERY = ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear")
 _LINEAR_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
 _OP_TYPE_GROUPS = {Int8OpTypes.CONV_MATMUL: ("Conv", "MatMul", "Gemm"),
@@ -62,7 +63,7 @@ def apply_precision(model_path: Path, config: Configuration, out_path: Path, *,
     return details if config.precision is Precision.FP16 else details | quantized_summary(out_path)
 
 
-def validate(path: Path) -> None:
+def validate(path: Path, *, what: str = "converted model") -> None:
     """Raise TrialFailed unless ``path`` passes onnx.checker and loads in onnxruntime."""
     import onnx
     import onnxruntime as ort
@@ -73,7 +74,7 @@ def validate(path: Path) -> None:
         options.log_severity_level = 3
         ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:
-        raise TrialFailed(f"converted model is invalid: {one_line(exc)[:300]}",
+        raise TrialFailed(f"{what} is invalid: {one_line(exc)[:300]}",
                           stage="build") from None
 
 
@@ -167,21 +168,55 @@ def _quantize_static(model_path: Path, out_path: Path, config: Configuration,
     # onnxruntime's own default for quantize_static is the union of both registries.
     op_types = _op_types(config, set(QDQRegistry) | set(QLinearOpsRegistry))
     rows = min(config.calibration_rows, len(next(iter(calibration.values()))))
+    method = methods[config.calibration]
+    calibrated: dict[Path, Path] = {}
 
     def quantize(source: Path, out: Path, exclude: list[str]) -> None:
+        if source not in calibrated:
+            calibrated[source] = _ranges_path(source, calibration, rows, method, op_types)
         quantize_static(source, out, _reader(calibration, rows),
+                        calibration_cache_path=calibrated[source],
                         quant_format=QuantFormat.QDQ if qdq else QuantFormat.QOperator,
                         op_types_to_quantize=sorted(op_types),
                         per_channel=bool(config.per_channel),
                         reduce_range=bool(config.reduce_range),
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        nodes_to_exclude=exclude, calibrate_method=methods[config.calibration],
+                        nodes_to_exclude=exclude, calibrate_method=method,
                         extra_options={"CalibTensorRangeSymmetric": False,
                                        "ActivationSymmetric": bool(config.activation_symmetric)})
 
     details = _quantize_mixed(model_path, out_path, config, probe, quantize, op_types,
                               optimize=not config.per_channel)
-    return details | {"calibration_rows": rows}
+    return details | {"calibration_rows": rows,
+                      "calibration_ranges": [p.stem for p in calibrated.values()]}
+
+
+def _ranges_path(source: Path, calibration: dict[str, np.ndarray], rows: int, method: Any,
+                 op_types: Collection[str]) -> Path:
+    """Where the calibrated tensor ranges of ``source`` are kept (``quantize_static``'s own
+    calibration cache), keyed by everything that changes them.
+
+    Keeping a node fp32, per-channel weights, the graph format, symmetric activations and
+    reduce_range are applied after calibration, so every sensitivity run and every trial
+    that differs only in those reuses one calibration instead of running the calibration
+    rows through the augmented model again.
+    """
+    import hashlib
+    import json
+
+    from tuner.paths import cache_dir
+    from tuner.versions import package_versions
+    from workloads.onnx_files import file_sha256
+
+    data = hashlib.sha256()
+    for name in sorted(calibration):
+        data.update(name.encode())
+        data.update(np.ascontiguousarray(calibration[name][:rows]).tobytes())
+    material = {"model": file_sha256(source), "data": data.hexdigest(), "rows": rows,
+                "method": str(method), "op_types": sorted(op_types),
+                "onnxruntime": package_versions().get("onnxruntime")}
+    key = hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:24]
+    return cache_dir("calibration") / f"{key}.json"
 
 
 def _op_types(config: Configuration, registry: Collection[str]) -> set[str]:

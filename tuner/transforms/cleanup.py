@@ -1,0 +1,47 @@
+"""Graph clean-up before precision transforms: onnxscript's optimizer, as a searchable option.
+
+Exporter graphs often carry constant sub-graphs, identity chains and shape arithmetic
+that neither the quantizer nor ORT's own optimizer removes; ``onnxscript.optimizer``
+folds and rewrites them at the ONNX level. Whether that helps is measured, not assumed,
+so it is a configuration key (``graph_cleanup``). A clean-up that raises, or writes a
+model that fails ``onnx.checker`` or an ORT session, fails the trial at build time with
+its reason; it never stops the study.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tuner.config import Configuration, GraphCleanup
+from tuner.errors import TrialFailed, one_line
+
+
+def apply_cleanup(model_path: Path, config: Configuration,
+                  out_path: Path) -> tuple[Path, dict[str, Any]]:
+    """Return the model to transform next (``model_path`` itself when no clean-up is asked
+    for) and the details a reproducer needs."""
+    from tuner.transforms.precision import validate
+
+    cleanup = config.normalized().graph_cleanup
+    if cleanup in (None, GraphCleanup.NONE):
+        return model_path, {}
+    try:
+        before, after = _onnxscript(model_path, out_path)
+    except Exception as exc:
+        raise TrialFailed(f"graph clean-up ({cleanup}) failed: {one_line(exc)[:300]}",
+                          stage="build") from None
+    validate(out_path, what=f"graph clean-up ({cleanup})")
+    return out_path, {"graph_cleanup": {"method": cleanup.value, "nodes_before": before,
+                                        "nodes_after": after}}
+
+
+def _onnxscript(model_path: Path, out_path: Path) -> tuple[int, int]:
+    import onnx
+    import onnxscript.optimizer
+
+    model = onnx.load(str(model_path))
+    before = len(model.graph.node)
+    cleaned = onnxscript.optimizer.optimize(model)
+    onnx.save(cleaned, str(out_path))
+    return before, len(cleaned.graph.node)
