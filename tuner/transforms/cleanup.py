@@ -29,11 +29,21 @@ def apply_cleanup(model_path: Path, config: Configuration,
     try:
         before, after = _onnxscript(model_path, out_path)
     except Exception as exc:
-        raise TrialFailed(f"graph clean-up ({cleanup}) failed: {one_line(exc)[:300]}",
-                          stage="build") from None
+        reason = one_line(exc)[:200]
+        root = _root_cause(exc)
+        if root is not exc:
+            reason += f"; caused by {type(root).__name__}: {one_line(root)[:200]}"
+        raise TrialFailed(f"graph clean-up ({cleanup}) failed: {reason}", stage="build") from None
     validate(out_path, what=f"graph clean-up ({cleanup})")
     return out_path, {"graph_cleanup": {"method": cleanup.value, "nodes_before": before,
                                         "nodes_after": after}}
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    """onnx-ir wraps what it cannot read (e.g. map types) in a SerdeError per graph level."""
+    while exc.__cause__ is not None or exc.__context__ is not None:
+        exc = exc.__cause__ or exc.__context__
+    return exc
 
 
 def _onnxscript(model_path: Path, out_path: Path) -> tuple[int, int]:
