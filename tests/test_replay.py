@@ -56,3 +56,27 @@ def test_same_seed_same_search(digits):
                  storage=MEMORY, study="r", executor=executor)
         orders.append(executor.order)
     assert orders[0] == orders[1]
+
+
+@pytest.mark.parametrize("sampler", ["auto", "random"])
+def test_repeats_are_free_and_a_small_space_is_measured_once_then_ends(digits, sampler):
+    """A 6-configuration space: budget 6 measures all six (a repeat costs nothing), and
+    budget 40 measures the same six, then stops."""
+    space = {"backend": "ort", "batch": 1, "threads": [1, 2], "variant": "mlp-64",
+             "precision": ["fp32", "fp16", "int8-dynamic"], "per_channel": False,
+             "int8_keep_fp32": 0, "int8_op_types": "all", "ort_graph_optimization": "all"}
+    configs = default_space(digits.variants, hardware=["local"],
+                            cores=2).restrict(space).configurations()
+    table = _table(digits)
+    for index, config in enumerate(configs):
+        table[config.digest()] = next(iter(table.values())).model_copy(
+            update={"config_digest": config.digest(), "trial_id": f"s{index}",
+                    "config": config.as_dict()})
+    baseline = Configuration(variant=digits.reference, threads=2).normalized()
+    table[baseline.digest()] = next(iter(table.values())).model_copy(
+        update={"config_digest": baseline.digest(), "trial_id": "base"})
+    for budget in (6, 40):  # exactly the budget, then more than the space holds
+        executor = TableExecutor(table, profiles={"local": 2})
+        optimize(digits, ["latency_p90_ms"], [], trials=budget, space=space, sampler=sampler,
+                 seed=2, storage=MEMORY, study="r", executor=executor)
+        assert sorted(executor.order[1:]) == sorted(c.digest() for c in configs)

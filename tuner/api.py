@@ -45,6 +45,8 @@ if TYPE_CHECKING:
 # Trial attributes set by :mod:`tuner.warmstart` (kept here so ``import tuner`` stays light).
 SOURCE_ATTR = "knowledge_source"
 PRIOR_ATTR = "knowledge_prior"
+EXPLORE_ATTR = "explore_after_repeat"
+EXPLORE_TRIES = 64
 
 Progress = Callable[[dict[str, Any]], None]
 NEAREST = 3
@@ -239,6 +241,7 @@ class _SearchLoop:
         self.cache = measured_digests(study)
         self.waiting: dict[str, list[Any]] = {}
         self.failures = 0
+        self.space_exhausted = False
 
     def baseline(self, config: Configuration) -> TrialResult:
         """The ORT default fp32 reference, measured first (once per study)."""
@@ -274,9 +277,12 @@ class _SearchLoop:
     def run(self, budget: int, timeout_s: float | None) -> None:
         """Keep every node busy until the budget, the time or the grid runs out.
 
-        A suggestion equal to a finished configuration is answered from its stored result;
-        one equal to a configuration in flight waits for that result. Neither is measured
-        again, and both count against the budget.
+        The budget counts measured trials. A suggestion equal to a finished configuration
+        is answered from its stored result, one equal to a configuration in flight waits
+        for that result; neither is measured again nor counts. After such a repeat the next
+        trial is an unmeasured configuration drawn at random (seeded), so that a sampler
+        stuck on known ground — typically TPE started from priors — keeps learning; when
+        no unmeasured configuration is left, the search ends.
         """
         start = time.monotonic()
         parallel = max(1, sum(self.executor.targets().get(h, 0)
@@ -289,7 +295,7 @@ class _SearchLoop:
 
             def exhausted() -> bool:
                 if self.suggester.grid is None:
-                    return False
+                    return self.space_exhausted
                 running = {r.config.digest() for r in self.executor.running.values()}
                 return {c.digest() for c in self.suggester.grid} <= set(self.cache) | running
 
@@ -320,17 +326,40 @@ class _SearchLoop:
         if known is not None:
             trial.set_user_attr("duplicate_of", known.trial_id)
             tell(self.study, trial, known, self.objectives, self.constraints)
+            self._explore()
             return "answered"
         if any(r.config.digest() == digest for r in self.executor.running.values()):
             self.waiting.setdefault(digest, []).append(trial)
+            self._explore()
             return "waiting"
         self.executor.submit(trial, self.workload, config, seed=self.seed)
         self._emit("running", config=config)
         return "submitted"
 
+    def _explore(self) -> None:
+        """Enqueue a random unmeasured configuration, or note that none is left."""
+        import random
+
+        taken = set(self.cache) | {r.config.digest() for r in self.executor.running.values()}
+        rng = random.Random(f"{self.seed}-{len(taken)}")
+        for _ in range(EXPLORE_TRIES):
+            config = self.suggester.space.build(lambda _name, choices: rng.choice(choices))
+            params = self.suggester.params_for(config)
+            if config.digest() not in taken and params is not None:
+                self.study.enqueue_trial(params, user_attrs={EXPLORE_ATTR: True})
+                return
+        left = [c for c in self.suggester.space.configurations() if c.digest() not in taken]
+        if left:
+            params = self.suggester.params_for(rng.choice(left))
+            self.study.enqueue_trial(params, user_attrs={EXPLORE_ATTR: True})
+        else:
+            self.space_exhausted = True
+
     def _finished(self) -> int:
+        """Measured trials of this search: not priors, repeats or interrupted ones."""
         return sum(1 for t in self.study.get_trials(deepcopy=False)
                    if t.state.is_finished() and PRIOR_ATTR not in t.user_attrs
+                   and "duplicate_of" not in t.user_attrs
                    and not str(t.user_attrs.get("error", "")).startswith("interrupted"))
 
     def _as_result(self, config: Configuration, outcome: TrialResult | str) -> TrialResult:
