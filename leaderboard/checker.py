@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from leaderboard.core.db import as_utc
 from leaderboard.models import Division, Tournament, TournamentStatus
@@ -37,6 +38,11 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "cv": (0.0, 10.0),
 }
 QUALITY_RATIO_TOLERANCE = 1e-3  # relative
+DERIVED_TOLERANCE = 1e-2  # relative: energy = power / throughput, recomputed from the claim
+PRICE_MAX_AGE = timedelta(days=365)  # a cost ranked or constrained needs a price this recent
+POWER_SOURCES = MEASURED_POWER_SOURCES | {"estimated_tdp", "unavailable"}
+# cost.py writes the price's source, then its date: "AWS ... (2026-11-01)".
+_PRICE_DATE = re.compile(r"\((\d{4}-\d{2}(?:-\d{2})?)\)\s*$")
 
 
 @dataclass(frozen=True)
@@ -165,6 +171,68 @@ def check_power_source(ctx: CheckContext) -> Iterator[str]:
                    f"{source!r}, an estimate never satisfies it")
 
 
+def check_power_claim(ctx: CheckContext) -> Iterator[str]:
+    """A measured power source must come with the meter's evidence, else it is an estimate
+    relabelled as a measurement."""
+    m = ctx.record.metrics
+    if m.power_source not in POWER_SOURCES:
+        yield (f"power_source {m.power_source!r} is unknown "
+               f"(known: {', '.join(sorted(POWER_SOURCES))})")
+        return
+    if m.power_source not in MEASURED_POWER_SOURCES:
+        return
+    evidence = ctx.record.measurement.get("power")
+    samples = evidence.get("samples") if isinstance(evidence, dict) else None
+    if not isinstance(evidence, dict) or evidence.get("source") != m.power_source or \
+            not isinstance(samples, int) or samples < 1:
+        yield (f"power_source {m.power_source!r} claims a measurement, but the record has no "
+               "measurement.power evidence (source and samples); an estimate must say "
+               "'estimated_tdp'")
+
+
+def check_derived_consistent(ctx: CheckContext) -> Iterator[str]:
+    """Derived figures recomputed from the record: a metric edited alone shows up here."""
+    m = ctx.record.metrics
+    values = (m.power_w, m.throughput_per_s, m.energy_mj_per_inference)
+    if any(v is None or not math.isfinite(v) for v in values) or not m.throughput_per_s:
+        return
+    expected = m.power_w / m.throughput_per_s * 1000.0  # type: ignore[operator]
+    claimed = m.energy_mj_per_inference
+    if abs(claimed - expected) > DERIVED_TOLERANCE * max(abs(expected), 1e-12):  # type: ignore[operator]
+        yield (f"energy_mj_per_inference = {claimed:g} does not match power_w / "
+               f"throughput_per_s = {expected:g}; the record was edited after measuring")
+
+
+def _uses(ctx: CheckContext, metric: str) -> bool:
+    wanted = [o["metric"] for o in ctx.tournament.objectives]
+    wanted += [parse_constraint(c).metric for c in ctx.tournament.constraints]
+    return metric in wanted
+
+
+def check_price_fresh(ctx: CheckContext) -> Iterator[str]:
+    """A tournament that ranks or constrains cost needs a dated price no older than a year."""
+    m = ctx.record.metrics
+    if m.cost_per_million_usd is None or not _uses(ctx, "cost_per_million_usd"):
+        return
+    found = _PRICE_DATE.search(m.price_source)
+    if found is None:
+        yield (f"price_source {m.price_source!r} carries no date; cost needs a dated price "
+               "(the hardware profile's [price] date)")
+        return
+    text = found.group(1)
+    try:
+        dated = datetime.strptime(text if len(text) == 10 else f"{text}-01", "%Y-%m-%d")
+    except ValueError:
+        yield f"price date {text!r} is not a date"
+        return
+    dated = dated.replace(tzinfo=UTC)
+    if dated > ctx.now + timedelta(days=1):
+        yield f"price date {text} is in the future"
+    elif ctx.now - dated > PRICE_MAX_AGE:
+        yield (f"the price is stale (dated {text}, more than {PRICE_MAX_AGE.days} days "
+               "ago); update the hardware profile's price and re-measure")
+
+
 def check_provenance(ctx: CheckContext) -> Iterator[str]:
     r = ctx.record
     if not r.podium_version.strip():
@@ -196,6 +264,9 @@ CHECKS: dict[str, Check] = {
     "quality_ratio": check_quality_ratio,
     "stability": check_stability,
     "power_source": check_power_source,
+    "power_claim": check_power_claim,
+    "derived_consistent": check_derived_consistent,
+    "price_fresh": check_price_fresh,
     "provenance": check_provenance,
     "closed_division": check_closed_division,
 }

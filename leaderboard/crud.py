@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from datetime import datetime, time
+from datetime import datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import func
@@ -30,6 +30,7 @@ from leaderboard.models import (
     TournamentStatus,
     Verdict,
 )
+from leaderboard.names import skeleton
 from tuner.constraints import parse_constraints, unmet
 from tuner.results import METRIC_DIRECTIONS, TrialResult
 
@@ -84,13 +85,49 @@ def is_open(tournament: Tournament, now: datetime) -> bool:
 
 # ---------------------------------------------------------------------------- participants
 
-def create_participant(*, session: Session,
-                       participant_in: ParticipantCreate) -> tuple[Participant, str]:
-    """Register a participant; return it with its API key (the only time it is visible)."""
+def create_participant(*, session: Session, participant_in: ParticipantCreate,
+                       key_ttl: timedelta | None = None) -> tuple[Participant, str]:
+    """Register a participant; return it with its API key (the only time it is visible).
+
+    A name that looks like a taken one (same :func:`~leaderboard.names.skeleton`) is a 409.
+    """
     key, prefix, digest = new_api_key()
-    participant = Participant(name=participant_in.name, key_prefix=prefix, key_hash=digest)
-    _insert_unique(session, participant, conflict=f"the name {participant_in.name!r} is taken")
+    now = utcnow()
+    participant = Participant(name=participant_in.name,
+                              name_skeleton=skeleton(participant_in.name), key_prefix=prefix,
+                              key_hash=digest, created_at=now,
+                              key_expires_at=now + key_ttl if key_ttl else None)
+    _insert_unique(session, participant,
+                   conflict=f"the name {participant_in.name!r} is taken or looks like a "
+                            "taken name")
     return participant, key
+
+
+def rotate_key(*, session: Session, participant: Participant,
+               key_ttl: timedelta | None = None) -> str:
+    """Replace the participant's key (the old one stops working at once); return the new one."""
+    key, prefix, digest = new_api_key()
+    row = session.get(Participant, participant.id)
+    if row is None:
+        raise ApiError(404, "no such participant")
+    row.key_prefix, row.key_hash = prefix, digest
+    row.key_expires_at = utcnow() + key_ttl if key_ttl else None
+    row.revoked_at = None
+    _insert_unique(session, row, conflict="key prefix clash; retry")
+    participant.key_expires_at = row.key_expires_at
+    return key
+
+
+def revoke_key(*, session: Session, participant_id: int) -> Participant:
+    """Revoke a participant's key; every later request with it is a 401 saying so."""
+    row = session.get(Participant, participant_id)
+    if row is None:
+        raise ApiError(404, f"no participant {participant_id}")
+    row.revoked_at = row.revoked_at or utcnow()
+    session.add(row)
+    session.commit()
+    session.refresh(row)
+    return row
 
 
 def authenticate(*, session: Session, api_key: str) -> Participant | None:

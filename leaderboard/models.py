@@ -7,7 +7,6 @@ rejected), ``X(table=True)`` is the row, ``XPublic`` / ``XsPublic`` are what the
 from __future__ import annotations
 
 import math
-import unicodedata
 import uuid
 from datetime import datetime
 from enum import StrEnum
@@ -17,12 +16,12 @@ from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 from sqlalchemy import JSON, DateTime, Index, String, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from leaderboard.core.db import utcnow
+from leaderboard.core.db import as_utc, utcnow
+from leaderboard.names import NAME_MAX, normalize_name
 from tuner.constraints import parse_constraint
 from tuner.errors import ConstraintError
 from tuner.results import METRICS, TrialResult
 
-NAME_MAX = 64
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 SHA256_PATTERN = r"^[0-9a-f]{64}$"
 _FORBID = ConfigDict(extra="forbid")
@@ -52,18 +51,6 @@ class SubmissionStatus(StrEnum):
 class Verdict(StrEnum):
     VERIFIED = "verified"
     DISPUTED = "disputed"
-
-
-def normalize_name(value: str) -> str:
-    """NFC-normalise, trim and length-check a display name."""
-    name = unicodedata.normalize("NFC", value).strip()
-    if not name:
-        raise ValueError("name must not be empty")
-    if len(name) > NAME_MAX:
-        raise ValueError(f"name is longer than {NAME_MAX} characters")
-    if any(unicodedata.category(ch)[0] == "C" for ch in name):
-        raise ValueError("name must not contain control characters")
-    return name
 
 
 def _reject_non_finite(value: Any, path: str = "") -> None:
@@ -191,14 +178,24 @@ class Participant(ParticipantBase, table=True):
     __tablename__ = "participant"
 
     id: int | None = Field(default=None, primary_key=True)
+    # Unique: a look-alike of a taken name (see leaderboard.names.skeleton) is a conflict.
+    name_skeleton: str = Field(unique=True, index=True, max_length=4 * NAME_MAX)
     key_prefix: str = Field(unique=True, index=True, max_length=16)
     key_hash: str = Field(max_length=64)
+    key_expires_at: datetime | None = _timestamp(default=None)
+    revoked_at: datetime | None = _timestamp(default=None)
     created_at: datetime = _timestamp(default_factory=utcnow)
 
 
 class ParticipantPublic(ParticipantBase):
     id: int
     created_at: datetime
+    key_expires_at: datetime | None = None
+
+    @field_validator("created_at", "key_expires_at")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else as_utc(value)
 
 
 class ParticipantRegistered(ParticipantPublic):

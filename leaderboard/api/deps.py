@@ -15,7 +15,7 @@ from sqlmodel import Session
 from leaderboard import crud
 from leaderboard.cache import LeaderboardCache
 from leaderboard.core.config import Settings
-from leaderboard.core.db import write_engine
+from leaderboard.core.db import as_utc, utcnow, write_engine
 from leaderboard.core.errors import ApiError
 from leaderboard.core.limits import RateLimiter
 from leaderboard.core.security import token_matches
@@ -98,6 +98,16 @@ def optional_participant(request: Request, session: SessionDep,
         if token_matches(credentials.credentials, settings.admin_token):
             return None
         raise ApiError(401, "invalid API key", headers={"WWW-Authenticate": "Bearer"})
+    if participant.revoked_at is not None:
+        revoked = as_utc(participant.revoked_at)
+        raise ApiError(401, f"this API key was revoked on {revoked:%Y-%m-%d}; ask the host "
+                            "for a new one", code="key_revoked",
+                       headers={"WWW-Authenticate": "Bearer"})
+    expires = participant.key_expires_at
+    if expires is not None and as_utc(expires) <= utcnow():
+        raise ApiError(401, f"this API key expired on {as_utc(expires):%Y-%m-%d}; ask the "
+                            "host for a new one", code="key_expired",
+                       headers={"WWW-Authenticate": "Bearer"})
     _rate_limit(request, participant.key_prefix)
     return participant
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 from pydantic import AliasChoices, Field
@@ -25,7 +26,11 @@ class Settings(BaseSettings):
     rate_limit_per_minute: float = 120.0
     rate_limit_burst: int = 60
     sqlite_busy_timeout_ms: int = 30_000
+    api_key_ttl_days: float = 365.0  # 0: keys never expire
     leaderboard_cache_entries: int = 256
+
+    def api_key_ttl(self) -> timedelta | None:
+        return timedelta(days=self.api_key_ttl_days) if self.api_key_ttl_days > 0 else None
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -87,7 +87,8 @@ def test_register_participant_nfc_unique_key_shown_once(client: TestClient) -> N
     composed = client.post("/api/v1/participants", json={"name": "José"})
     assert_error(composed, 409, "conflict")
     me = client.get("/api/v1/participants/me", headers=auth(body["api_key"])).json()
-    assert me == {"name": "José", "id": body["id"], "created_at": me["created_at"]}
+    assert me == {"name": "José", "id": body["id"], "created_at": me["created_at"],
+                  "key_expires_at": body["key_expires_at"]}
     assert "api_key" not in me
     assert_error(client.post("/api/v1/participants", json={"name": "x" * 65}), 422,
                  "validation_error")

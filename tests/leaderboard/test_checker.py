@@ -144,3 +144,44 @@ def test_run_checks_reports_every_failure_at_once() -> None:
 def test_every_check_is_registered_and_tested() -> None:
     assert set(checker.CHECKS.values()) == {
         getattr(checker, n) for n in dir(checker) if n.startswith("check_")}
+
+
+def test_estimated_power_claimed_as_measured() -> None:
+    claimed = make_record(metrics={"power_source": "rapl"})  # an estimate relabelled
+    found = reasons(checker.check_power_claim, claimed)
+    assert len(found) == 1 and "no measurement.power evidence" in found[0]
+    measured = make_record(metrics={"power_source": "rapl"},
+                           measurement={"power": {"source": "rapl", "samples": 120}})
+    assert reasons(checker.check_power_claim, measured) == []
+    wrong = make_record(metrics={"power_source": "meter"},
+                        measurement={"power": {"source": "rapl", "samples": 120}})
+    assert len(reasons(checker.check_power_claim, wrong)) == 1
+    invented = make_record(metrics={"power_source": "wishful"})
+    assert "is unknown" in reasons(checker.check_power_claim, invented)[0]
+    assert reasons(checker.check_power_claim, make_record()) == []  # estimated_tdp
+
+
+def test_tampered_derived_metric() -> None:
+    record = make_record()
+    record.metrics.throughput_per_s = record.metrics.throughput_per_s * 2  # edited alone
+    found = reasons(checker.check_derived_consistent, record)
+    assert len(found) == 1 and "edited after measuring" in found[0]
+    assert reasons(checker.check_derived_consistent, make_record()) == []
+
+
+@pytest.mark.parametrize(("price_source", "expected"), [
+    ("AWS EC2 on-demand, us-east-1 (2026-02-01)", None),
+    ("AWS EC2 on-demand, us-east-1 (2026-02)", None),
+    ("AWS EC2 on-demand, us-east-1 (2024-11-01)", "stale"),
+    ("AWS EC2 on-demand, us-east-1 (2027-01-01)", "future"),
+    ("AWS EC2 on-demand, us-east-1 (2026-13-45)", "not a date"),
+    ("profile", "no date"),
+])
+def test_price_fresh(price_source: str, expected: str | None) -> None:
+    by_cost = tournament(objectives=[{"metric": "cost_per_million_usd",
+                                      "direction": "minimize"}])
+    record = make_record(metrics={"price_source": price_source})
+    found = reasons(checker.check_price_fresh, record, tournament=by_cost)
+    assert found == [] if expected is None else (len(found) == 1 and expected in found[0])
+    # A tournament that neither ranks nor constrains cost does not care about the price.
+    assert reasons(checker.check_price_fresh, record) == []

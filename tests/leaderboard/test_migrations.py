@@ -86,3 +86,23 @@ def test_cli_error_is_one_line_exit_2() -> None:
     result = CliRunner().invoke(cli.app, ["migrate", "--database-url", "nosuchdb://x"])
     assert result.exit_code == 2
     assert result.output.startswith("error: ") and len(result.output.strip().splitlines()) == 1
+
+
+def test_0002_backfills_name_skeletons_keeping_old_lookalikes(database_url: str) -> None:
+    from sqlalchemy import text
+
+    engine = create_db_engine(database_url)
+    upgrade(engine, "0001")
+    with engine.begin() as connection:
+        for i, name in enumerate(["alice", "\u0430lice", "Bob"], start=1):
+            connection.execute(text(
+                "INSERT INTO participant (id, name, key_prefix, key_hash, created_at) "
+                "VALUES (:id, :name, :prefix, 'h', '2026-01-01 00:00:00')"),
+                {"id": i, "name": name, "prefix": f"p{i:011d}"})
+    upgrade(engine)
+    with engine.connect() as connection:
+        rows = connection.execute(text(
+            "SELECT name, name_skeleton, key_expires_at FROM participant ORDER BY id")).all()
+    engine.dispose()
+    assert [tuple(r) for r in rows] == [("alice", "alice", None), ("\u0430lice", "alice#2", None),
+                                        ("Bob", "bob", None)]

@@ -3,8 +3,16 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, Request, status
 
 from leaderboard import crud
-from leaderboard.api.deps import CurrentParticipant, SessionDep, WriteSessionDep
+from leaderboard.api.deps import (
+    AdminDep,
+    CurrentParticipant,
+    SessionDep,
+    SettingsDep,
+    WriteSessionDep,
+)
+from leaderboard.core.errors import ApiError
 from leaderboard.models import (
+    Participant,
     ParticipantCreate,
     ParticipantPublic,
     ParticipantRegistered,
@@ -16,10 +24,47 @@ router = APIRouter(prefix="/participants", tags=["participants"])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
-def register(session: WriteSessionDep, participant_in: ParticipantCreate) -> ParticipantRegistered:
-    """Register; the response holds the API key, which is never shown again."""
-    participant, key = crud.create_participant(session=session, participant_in=participant_in)
+def register(session: WriteSessionDep, settings: SettingsDep,
+             participant_in: ParticipantCreate) -> ParticipantRegistered:
+    """Register; the response holds the API key, which is never shown again. A name that
+    looks like a taken one (case, width, Cyrillic/Greek look-alike letters) is a 409."""
+    participant, key = crud.create_participant(session=session, participant_in=participant_in,
+                                               key_ttl=settings.api_key_ttl())
     return ParticipantRegistered(**participant.model_dump(), api_key=key)
+
+
+@router.post("/me/key")
+def rotate_my_key(session: WriteSessionDep, settings: SettingsDep,
+                  participant: CurrentParticipant) -> ParticipantRegistered:
+    """Replace your API key; the old one stops working at once. The new one is shown once."""
+    key = crud.rotate_key(session=session, participant=participant,
+                          key_ttl=settings.api_key_ttl())
+    return ParticipantRegistered(**participant.model_dump(), api_key=key)
+
+
+@router.delete("/me/key", status_code=status.HTTP_204_NO_CONTENT)
+def revoke_my_key(session: WriteSessionDep, participant: CurrentParticipant) -> None:
+    """Revoke your API key (e.g. it leaked); only the host can issue a new one."""
+    crud.revoke_key(session=session, participant_id=participant.id or 0)
+
+
+@router.post("/{participant_id}/key", dependencies=[AdminDep])
+def issue_key(session: WriteSessionDep, settings: SettingsDep,
+              participant_id: int) -> ParticipantRegistered:
+    """Issue a new key to a participant (admin): after expiry or revocation."""
+    participant = session.get(Participant, participant_id)
+    if participant is None:
+        raise ApiError(404, f"no participant {participant_id}")
+    key = crud.rotate_key(session=session, participant=participant,
+                          key_ttl=settings.api_key_ttl())
+    return ParticipantRegistered(**participant.model_dump(), api_key=key)
+
+
+@router.delete("/{participant_id}/key", status_code=status.HTTP_204_NO_CONTENT,
+               dependencies=[AdminDep])
+def revoke_key(session: WriteSessionDep, participant_id: int) -> None:
+    """Revoke a participant's key (admin)."""
+    crud.revoke_key(session=session, participant_id=participant_id)
 
 
 @router.get("/me")
