@@ -68,7 +68,8 @@ def seed(url: str, n: int) -> None:
                                              "direction": "maximize"}])
         session.add(tournament)
         _, prefix, digest = new_api_key()
-        seeder = Participant(name="seeder", key_prefix=prefix, key_hash=digest)
+        seeder = Participant(name="seeder", name_skeleton="seeder", key_prefix=prefix,
+                             key_hash=digest)
         session.add(seeder)
         session.flush()
         start = datetime.now(UTC) - timedelta(days=30)
