@@ -151,3 +151,54 @@ def test_cli_exports_and_imports_without_duplicates(digits, tmp_path, monkeypatc
     assert "imported 0 new trials" in capsys.readouterr().out
     assert main(["knowledge", "stats"]) == 0
     assert "cli test" in capsys.readouterr().out
+
+
+def _past_search(store, search_id, workload_fp, sampler, trials_to_best, *, best=1.0,
+                 measured=20):
+    store.record_search(search_id, workload=workload_fp,
+                        hardware_fp=fingerprint(load_profile("local")), sampler=sampler,
+                        objective="latency_p90_ms", measured=measured,
+                        trials_to_best=trials_to_best, best=best)
+
+
+def test_auto_picks_the_sampler_that_reached_the_best_fastest_on_similar_searches(digits,
+                                                                                  tmp_path):
+    from tuner.selftune import choose_sampler
+
+    local = fingerprint(load_profile("local"))
+    wfp = workload_fingerprint(digits)
+    store = KnowledgeStore(tmp_path / "s.db")
+    assert choose_sampler(store.searches(), wfp, local, "latency_p90_ms")[0] == "tpe"
+    for index in range(2):
+        _past_search(store, f"r{index}", wfp, "random", 3)
+        _past_search(store, f"t{index}", wfp, "tpe", 12)
+        # A TPE search that stopped at a worse best never reached it: it scores measured + 1.
+        _past_search(store, f"n{index}", wfp, "nsga2", 2, best=1.5)
+    chosen, reason = choose_sampler(store.searches(), wfp, local, "latency_p90_ms")
+    assert chosen == "random" and "random 3.0" in reason and "nsga2 21.0" in reason
+    # Other objectives and dissimilar workloads (integer tokens) teach nothing.
+    assert choose_sampler(store.searches(), wfp, local, "throughput_per_s")[0] == "tpe"
+    tokens = type(wfp)(ops=wfp.ops, parameters=wfp.parameters, flops=wfp.flops,
+                       inputs=[["ids", "INT64", ["N", 8]]], opset=wfp.opset)
+    assert choose_sampler(store.searches(), tokens, local, "latency_p90_ms")[0] == "tpe"
+    # optimize() uses and reports the choice, and export/import carries the history.
+    result, _ = _search(digits, _with_baseline(_table(digits), digits), store, warm=False)
+    assert result.sampler == "random" and result.sampler_reason == reason
+    store.export(tmp_path / "k.jsonl")
+    other = KnowledgeStore(tmp_path / "o.db")
+    other.import_(tmp_path / "k.jsonl")
+    other.import_(tmp_path / "k.jsonl")
+    assert len(other.searches()) == len(store.searches())
+
+
+def test_a_cold_search_records_how_fast_it_reached_its_best(digits, tmp_path):
+    store = KnowledgeStore(tmp_path / "c.db")
+    result, order = _search(digits, _with_baseline(_table(digits), digits), store, warm=False,
+                            trials=10)
+    (search,) = store.searches()
+    assert search["sampler"] == "tpe" and search["measured"] == len(order) == 10
+    best = result.best.metrics.latency_p90_ms
+    assert search["best"] == best and 1 <= search["trials_to_best"] <= 10
+    # A warm-started search is not evidence about samplers: nothing more is recorded.
+    _search(digits, _with_baseline(_table(digits), digits), store, warm=True)
+    assert len(store.searches()) == 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
 SOURCE_ATTR = "knowledge_source"
 PRIOR_ATTR = "knowledge_prior"
 EXPLORE_ATTR = "explore_after_repeat"
+KNOWLEDGE_USED_ATTR = "knowledge_used"  # priors + transfers a fresh study started from
 EXPLORE_TRIES = 64
 
 Progress = Callable[[dict[str, Any]], None]
@@ -67,6 +69,8 @@ class OptimizationResult:
     nearest: list[dict[str, Any]] = field(default_factory=list)
     front: list[TrialResult] = field(default_factory=list)
     knowledge: dict[str, str] = field(default_factory=dict)  # trial_id → where it came from
+    sampler: str = ""  # the sampler that ran (``auto`` resolved)
+    sampler_reason: str = ""  # why ``auto`` chose it
 
     @property
     def n_trials(self) -> int:
@@ -98,6 +102,7 @@ class OptimizationResult:
                             for n in self.nearest],
                 "trials": [dump(r) for r in self.results], "n_trials": self.n_trials,
                 "n_feasible": len(self.feasible), "n_failed": self.n_failed,
+                "sampler": self.sampler, "sampler_reason": self.sampler_reason,
                 "knowledge": self.knowledge}
 
     def to_json(self, path: Path | str | None = None) -> str:
@@ -167,21 +172,27 @@ def optimize(workload: str | Workload = "digits", objectives: Sequence[str] = ("
         grid_size = len(suggester.grid) if suggester.grid is not None else 0
         identity = {"workload": chosen.sha256, "objectives": objectives,
                     "constraints": [str(c) for c in parsed], "space": repr(search_space)}
-        optuna_study = open_study(
-            name=study_name, storage=storage, objectives=objectives, identity=identity,
-            sampler=make_sampler(sampler, seed=seed, grid_size=grid_size))
         if knowledge is None and storage != MEMORY:
             from tuner.knowledge import KnowledgeStore
 
             knowledge = KnowledgeStore()
         workload_fp, hardware_fp = _fingerprints(chosen, profiles[0], knowledge)
+        used, reason = _resolve_sampler(sampler, knowledge, workload_fp, hardware_fp,
+                                        objectives[0])
+        optuna_study = open_study(
+            name=study_name, storage=storage, objectives=objectives, identity=identity,
+            sampler=make_sampler(used, seed=seed, grid_size=grid_size))
         fresh = not optuna_study.trials
-        if knowledge is not None and warm_start and fresh:
-            from tuner.warmstart import warm_start as start_warm
+        if fresh:
+            counts = {"priors": 0, "enqueued": 0}
+            if knowledge is not None and warm_start:
+                from tuner.warmstart import warm_start as start_warm
 
-            start_warm(optuna_study, suggester, chosen, store=knowledge,
-                       workload_fp=workload_fp, hardware_fp=hardware_fp,
-                       hardware=profiles[0].name, objectives=objectives, constraints=parsed)
+                counts = start_warm(optuna_study, suggester, chosen, store=knowledge,
+                                    workload_fp=workload_fp, hardware_fp=hardware_fp,
+                                    hardware=profiles[0].name, objectives=objectives,
+                                    constraints=parsed)
+            optuna_study.set_user_attr(KNOWLEDGE_USED_ATTR, sum(counts.values()))
         loop = _SearchLoop(chosen, optuna_study, suggester, executor, objectives, parsed,
                            seed=seed, progress=progress)
         baseline_config = Configuration(variant=chosen.reference, threads=cores,
@@ -193,9 +204,43 @@ def optimize(workload: str | Workload = "digits", objectives: Sequence[str] = ("
     finally:
         executor.stop()
     result = summarise(optuna_study, study_name, storage, objectives, parsed, baseline)
+    result.sampler, result.sampler_reason = used, reason
     if knowledge is not None:
         knowledge.record([baseline, *result.results], workload_fp, f"local study {study_name}")
+        if optuna_study.user_attrs.get(KNOWLEDGE_USED_ATTR) == 0 and used != "grid":
+            _record_search(knowledge, optuna_study, f"{storage}#{study_name}", used,
+                           workload_fp, hardware_fp, objectives[0], parsed)
     return result
+
+
+def _resolve_sampler(sampler: str, knowledge: KnowledgeStore | None, workload_fp: Any,
+                     hardware_fp: dict[str, Any], objective: str) -> tuple[str, str]:
+    """``auto`` becomes the sampler past similar searches favour (:mod:`tuner.selftune`)."""
+    from tuner.selftune import DEFAULT, choose_sampler
+
+    if sampler != "auto":
+        return sampler, ""
+    if knowledge is None:
+        return DEFAULT, f"auto → {DEFAULT}: no knowledge store"
+    return choose_sampler(knowledge.searches(), workload_fp, hardware_fp, objective)
+
+
+def _record_search(knowledge: KnowledgeStore, study: Any, search_id: str, sampler: str,
+                   workload_fp: Any, hardware_fp: dict[str, Any], objective: str,
+                   constraints: list[Constraint]) -> None:
+    """Tell the store how fast this cold search reached its best, for ``auto`` next time."""
+    from tuner.selftune import trials_to_best
+
+    if search_id.startswith(MEMORY):
+        search_id = f"{MEMORY}#{uuid.uuid4().hex}"
+    measured = [TrialResult.model_validate_json(t.user_attrs[RESULT_ATTR])
+                for t in study.get_trials(deepcopy=False)
+                if RESULT_ATTR in t.user_attrs and PRIOR_ATTR not in t.user_attrs
+                and "duplicate_of" not in t.user_attrs]
+    reached, best = trials_to_best(measured, objective, constraints)
+    knowledge.record_search(search_id, workload=workload_fp, hardware_fp=hardware_fp,
+                            sampler=sampler, objective=objective, measured=len(measured),
+                            trials_to_best=reached, best=best)
 
 
 def _fingerprints(workload: Workload, profile: Any,

@@ -47,6 +47,19 @@ CREATE TABLE IF NOT EXISTS knowledge (
     recorded_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS knowledge_pair ON knowledge (workload_hash, hardware_hash);
+CREATE TABLE IF NOT EXISTS searches (
+    search_id TEXT PRIMARY KEY,
+    workload_hash TEXT NOT NULL,
+    hardware_hash TEXT NOT NULL,
+    workload_fp TEXT NOT NULL,
+    hardware_fp TEXT NOT NULL,
+    sampler TEXT NOT NULL,
+    objective TEXT NOT NULL,
+    measured INTEGER NOT NULL,
+    trials_to_best INTEGER NOT NULL,
+    best REAL,
+    recorded_at TEXT NOT NULL
+);
 """
 
 
@@ -158,6 +171,8 @@ class KnowledgeStore:
                 out.write(json.dumps({"source": source, "workload_fp": json.loads(w_fp),
                                       "hardware_fp": json.loads(h_fp),
                                       "result": json.loads(result)}) + "\n")
+            for search in self.searches():
+                out.write(json.dumps({"search": search}) + "\n")
         return len(rows)
 
     def import_(self, path: Path | str) -> int:
@@ -166,10 +181,45 @@ class KnowledgeStore:
         for line in Path(path).read_text().splitlines():
             if line.strip():
                 item = json.loads(line)
+                if "search" in item:  # how a past search went: keep the first copy
+                    self._import_search(item["search"])
+                    continue
                 source = f"import {Path(path).name} ({item['source']})"
                 rows.append(_row(TrialResult.model_validate(item["result"]),
                                  item["workload_fp"], source))
         return self._insert(rows)
+
+    def record_search(self, search_id: str, *, workload: WorkloadFingerprint,
+                      hardware_fp: dict[str, Any], sampler: str, objective: str,
+                      measured: int, trials_to_best: int, best: float | None) -> None:
+        """Remember how one cold search went (a resumed study replaces its line)."""
+        with self._db:
+            self._db.execute(
+                "INSERT OR REPLACE INTO searches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (search_id, workload.hash, hardware_hash(hardware_fp),
+                 json.dumps(workload.as_dict(), sort_keys=True),
+                 json.dumps(hardware_fp, sort_keys=True), sampler, objective, measured,
+                 trials_to_best, best, datetime.now(UTC).isoformat()))
+
+    def _import_search(self, row: dict[str, Any]) -> None:
+        with self._db:
+            self._db.execute(
+                "INSERT OR IGNORE INTO searches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (row["search_id"], row["workload_hash"], row["hardware_hash"],
+                 json.dumps(row["workload_fp"], sort_keys=True),
+                 json.dumps(row["hardware_fp"], sort_keys=True), row["sampler"],
+                 row["objective"], int(row["measured"]), int(row["trials_to_best"]),
+                 row["best"], row["recorded_at"]))
+
+    def searches(self) -> list[dict[str, Any]]:
+        """Every recorded search, oldest first, fingerprints decoded."""
+        cursor = self._db.execute("SELECT * FROM searches ORDER BY recorded_at, search_id")
+        names = [c[0] for c in cursor.description]
+        rows = [dict(zip(names, row, strict=True)) for row in cursor]
+        for row in rows:
+            row["workload_fp"], row["hardware_fp"] = (json.loads(row["workload_fp"]),
+                                                      json.loads(row["hardware_fp"]))
+        return rows
 
     def stats(self) -> dict[str, Any]:
         """Counts of trials, (workload, hardware) pairs and trials per source."""
@@ -177,8 +227,10 @@ class KnowledgeStore:
                                  "hardware_hash FROM knowledge)").fetchone()[0]
         sources = dict(self._db.execute(
             "SELECT source, COUNT(*) FROM knowledge GROUP BY source ORDER BY source"))
+        samplers = dict(self._db.execute(
+            "SELECT sampler, COUNT(*) FROM searches GROUP BY sampler ORDER BY sampler"))
         return {"path": str(self.path), "trials": self._count(), "pairs": pairs,
-                "sources": sources}
+                "sources": sources, "searches": samplers}
 
 
 def _row(result: TrialResult, workload_fp: dict[str, Any], source: str) -> tuple[Any, ...]:

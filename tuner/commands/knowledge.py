@@ -28,6 +28,9 @@ def stats_command() -> None:
         table.add_row(source, str(count))
     if found["sources"]:
         console.print(table)
+    if found["searches"]:
+        shown = ", ".join(f"{name} {count}" for name, count in found["searches"].items())
+        console.print(f"cold searches by sampler (what `--sampler auto` learns from): {shown}")
 
 
 @knowledge_app.command("export")

@@ -130,6 +130,8 @@ def _report(result: Any) -> None:
     console.print(f"study [bold]{result.study}[/bold] in {result.storage}: {result.n_trials} "
                   f"trials, {len(result.feasible)} feasible, {result.n_failed} failed, "
                   f"{len(result.knowledge)} from the knowledge store")
+    if result.sampler_reason:
+        console.print(result.sampler_reason, soft_wrap=True)
     table = Table(title="Pareto front (feasible)")
     for column in ("trial", "configuration", *result.objectives, "quality_ratio", "stability"):
         table.add_column(column)
