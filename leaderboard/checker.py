@@ -32,6 +32,7 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "model_size_bytes": (1, 1e12),
     "peak_rss_bytes": (1, 1e13),
     "build_s": (0.0, 7 * 86_400),
+    "tune_s": (0.0, 7 * 86_400),
     "power_w": (0.0, 1e5),
     "energy_mj_per_inference": (0.0, 1e9),
     "cost_per_million_usd": (0.0, 1e9),

@@ -30,6 +30,7 @@ METRICS: dict[str, tuple[str, Literal["minimize", "maximize"]]] = {
     "model_size_bytes": ("bytes", "minimize"),
     "peak_rss_bytes": ("bytes", "minimize"),
     "build_s": ("s", "minimize"),
+    "tune_s": ("s", "minimize"),
     "power_w": ("W", "minimize"),
     "energy_mj_per_inference": ("mJ per sample", "minimize"),
     "cost_per_million_usd": ("USD per 1M samples", "minimize"),
@@ -73,6 +74,7 @@ class Metrics(BaseModel):
     model_size_bytes: int | None = None
     peak_rss_bytes: int | None = None
     build_s: float | None = None
+    tune_s: float | None = None  # TVM tuning time inside build_s (0: none, or all reused)
     power_w: float | None = None
     energy_mj_per_inference: float | None = None
     cost_per_million_usd: float | None = None

@@ -115,7 +115,7 @@ def run_trial(workload: Workload, config: Configuration, *, protocol: Protocol |
                            failed_stage=exc.stage, timings=timings,
                            finished_at=datetime.now(UTC))
     metrics = _metrics(stats, workload, profile, config, artifact.model_size_bytes,
-                       artifact.build_s)
+                       artifact.build_s, float(artifact.details.get("tune_s", 0.0)))
     measurement = {k: v for k, v in stats.items() if k not in Metrics.model_fields}
     measurement["protocol"] = protocol.as_dict()
     return TrialResult(**record, state=TrialState.COMPLETE, metrics=metrics,
@@ -163,7 +163,8 @@ def failed_result(workload: Workload, config: Configuration, reason: str, *,
 
 
 def _metrics(stats: dict[str, Any], workload: Workload, profile: HardwareProfile,
-             config: Configuration, model_size: int, build_s: float) -> Metrics:
+             config: Configuration, model_size: int, build_s: float,
+             tune_s: float) -> Metrics:
     throughput = stats["throughput_per_s"]
     power, power_source = estimate_power_w(profile, config.threads)
     cost, price_source = cost_per_million_usd(profile, throughput)
@@ -174,6 +175,7 @@ def _metrics(stats: dict[str, Any], workload: Workload, profile: HardwareProfile
         throughput_per_s=throughput, quality=stats["quality"],
         quality_ratio=stats["quality"] / reference if reference > 0 else None,
         model_size_bytes=model_size, peak_rss_bytes=stats["peak_rss_bytes"], build_s=build_s,
+        tune_s=tune_s,
         power_w=power, energy_mj_per_inference=energy_mj_per_inference(power, throughput),
         cost_per_million_usd=cost, power_source=power_source, price_source=price_source,
         stability=Stability(stats["stability"]), cv=stats["cv"])
