@@ -145,3 +145,18 @@ def test_tuning_is_faster_stored_and_reused(tmp_path: Path) -> None:
     bigger, _ = _build(model, tmp_path / "bigger", BUDGET + 1)
     assert bigger.details["tuned_tasks"] == details["tuning_tasks"]
     assert len((database / "records.jsonl").read_text().splitlines()) > len(lines)
+
+
+def test_knowledge_export_carries_tuning_records_to_another_home(tmp_path: Path,
+                                                                monkeypatch) -> None:
+    from tuner.knowledge import KnowledgeStore
+
+    monkeypatch.setenv("PODIUM_HOME", str(tmp_path / "here"))
+    TuningDatabase(TARGET).add([_entry("w1", [], TARGET), _entry("w2", [], TARGET)])
+    TuningDatabase(OTHER).add([_entry("w9", [], OTHER)])
+    KnowledgeStore().export(tmp_path / "k.jsonl")
+    monkeypatch.setenv("PODIUM_HOME", str(tmp_path / "there"))
+    for _ in range(2):  # importing twice adds nothing
+        KnowledgeStore().import_(tmp_path / "k.jsonl")
+    assert sorted(e["workload"] for e in TuningDatabase(TARGET).entries()) == ["w1", "w2"]
+    assert [e["workload"] for e in TuningDatabase(OTHER).entries()] == ["w9"]

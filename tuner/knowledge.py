@@ -173,20 +173,26 @@ class KnowledgeStore:
                                       "result": json.loads(result)}) + "\n")
             for search in self.searches():
                 out.write(json.dumps({"search": search}) + "\n")
+            for entry in _tvm_entries():
+                out.write(json.dumps({"tvm_record": entry}, sort_keys=True) + "\n")
         return len(rows)
 
     def import_(self, path: Path | str) -> int:
         """Merge an exported file; rows already known (same trial_id) are skipped."""
-        rows = []
+        rows, tuning = [], []
         for line in Path(path).read_text().splitlines():
             if line.strip():
                 item = json.loads(line)
                 if "search" in item:  # how a past search went: keep the first copy
                     self._import_search(item["search"])
                     continue
+                if "tvm_record" in item:
+                    tuning.append(item["tvm_record"])
+                    continue
                 source = f"import {Path(path).name} ({item['source']})"
                 rows.append(_row(TrialResult.model_validate(item["result"]),
                                  item["workload_fp"], source))
+        _import_tvm_entries(tuning)
         return self._insert(rows)
 
     def record_search(self, search_id: str, *, workload: WorkloadFingerprint,
@@ -240,3 +246,27 @@ def _row(result: TrialResult, workload_fp: dict[str, Any], source: str) -> tuple
             result.workload.sha256, result.hardware.profile, source,
             json.dumps(fp.as_dict(), sort_keys=True), json.dumps(h_fp, sort_keys=True),
             result.model_dump_json(), datetime.now(UTC).isoformat())
+
+
+def _tvm_entries() -> list[dict[str, Any]]:
+    """Every TVM tuning record under PODIUM_HOME, all targets (each names its own)."""
+    from tuner.backends.tvm_database import TARGET_FILE, TuningDatabase
+    from tuner.paths import cache_dir
+
+    entries = []
+    for target_file in sorted(cache_dir("tvm-db").glob(f"*/{TARGET_FILE}")):
+        entries += TuningDatabase(json.loads(target_file.read_text())).entries()
+    return entries
+
+
+def _import_tvm_entries(entries: list[dict[str, Any]]) -> int:
+    """File tuning records under their own target's database; duplicates are skipped."""
+    from tuner.backends.tvm_database import TuningDatabase
+
+    by_target: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
+    for entry in entries:
+        record = entry.get("record")
+        if isinstance(record, list) and len(record) == 4 and isinstance(record[2], dict):
+            key = json.dumps(record[2], sort_keys=True)
+            by_target.setdefault(key, (record[2], []))[1].append(entry)
+    return sum(TuningDatabase(target).add(group).added for target, group in by_target.values())
