@@ -348,3 +348,20 @@ class LeaderboardPublic(BaseModel):
     units: dict[str, str]
     data: list[LeaderboardRow]
     count: int
+
+
+# ---------------------------------------------------------------------------- errors
+
+class ErrorDetail(BaseModel):
+    """``code`` is stable for programs, ``message`` one line for people, ``details`` lists
+    every validation problem or rejection reason; some errors add fields (submission_id)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    code: str
+    message: str
+    details: list[Any]
+
+
+class ErrorPublic(BaseModel):
+    error: ErrorDetail

@@ -21,6 +21,9 @@ from leaderboard.models import (
 def tournament_public(tournament: Tournament, *, is_open: bool) -> TournamentPublic:
     data = tournament.model_dump(warnings=False)
     data["objectives"] = [Objective(**o) for o in tournament.objectives]
+    for name in ("opens_at", "closes_at", "created_at"):  # SQLite hands them back naive
+        if data.get(name) is not None:
+            data[name] = as_utc(data[name])
     return TournamentPublic(**data, is_open=is_open)
 
 

@@ -7,7 +7,7 @@ import math
 from collections.abc import AsyncIterator, Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 from sqlmodel import Session
@@ -20,6 +20,11 @@ from leaderboard.core.errors import ApiError
 from leaderboard.core.limits import RateLimiter
 from leaderboard.core.security import token_matches
 from leaderboard.models import Participant
+
+# Bounds for numbers that reach SQL: SQLite integers are 64-bit, and Python's big ints would
+# fail in the driver (a 500) instead of answering 422.
+OFFSET_MAX = 1_000_000_000
+ParticipantId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
 bearer = HTTPBearer(auto_error=False, description="participant API key or admin token")
 

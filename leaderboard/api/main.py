@@ -12,8 +12,18 @@ from leaderboard.api.routes import (
     submissions,
     tournaments,
 )
+from leaderboard.models import ErrorPublic
 
-api_router = APIRouter()
+_ERRORS = {400: "malformed request", 401: "missing, invalid, expired or revoked API key",
+           403: "not allowed (admin only, or another participant's submission)",
+           404: "no such tournament, participant or submission", 409: "conflict",
+           413: "request body too large", 422: "invalid request, or submission rejected",
+           429: "rate limit exceeded (see Retry-After)",
+           503: "database busy, read-only or unavailable (see Retry-After)",
+           507: "database full"}
+# Every route documents every error it may answer, all in one shape: {"error": {...}}.
+api_router = APIRouter(responses={status: {"model": ErrorPublic, "description": text}
+                                  for status, text in _ERRORS.items()})
 api_router.include_router(health.router)
 api_router.include_router(tournaments.router)
 api_router.include_router(leaderboard.router)

@@ -9,6 +9,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import Response
 
 from leaderboard import board
+from leaderboard.api.deps import OFFSET_MAX
 from leaderboard.models import LeaderboardPublic, Objective
 from tuner.results import METRIC_UNITS
 
@@ -34,7 +35,7 @@ async def leaderboard(request: Request, slug: str, sort: str | None = None,
                       order: Literal["asc", "desc"] | None = None,
                       hardware: str | None = Query(None, max_length=200),
                       verified_only: bool = False, limit: int = Query(50, ge=1, le=500),
-                      offset: int = Query(0, ge=0)) -> Response:
+                      offset: int = Query(0, ge=0, le=OFFSET_MAX)) -> Response:
     """Ranked rows: constraint filter, then ``sort`` (default: the primary objective), ties
     by submission time; each row has its Pareto rank over all objectives. The baseline row
     is included with ``is_baseline`` and no rank."""

@@ -4,8 +4,10 @@ from fastapi import APIRouter, Query, Request, status
 
 from leaderboard import crud
 from leaderboard.api.deps import (
+    OFFSET_MAX,
     AdminDep,
     CurrentParticipant,
+    ParticipantId,
     SessionDep,
     SettingsDep,
     WriteSessionDep,
@@ -50,7 +52,7 @@ def revoke_my_key(session: WriteSessionDep, participant: CurrentParticipant) -> 
 
 @router.post("/{participant_id}/key", dependencies=[AdminDep])
 def issue_key(session: WriteSessionDep, settings: SettingsDep,
-              participant_id: int) -> ParticipantRegistered:
+              participant_id: ParticipantId) -> ParticipantRegistered:
     """Issue a new key to a participant (admin): after expiry or revocation."""
     participant = session.get(Participant, participant_id)
     if participant is None:
@@ -62,7 +64,7 @@ def issue_key(session: WriteSessionDep, settings: SettingsDep,
 
 @router.delete("/{participant_id}/key", status_code=status.HTTP_204_NO_CONTENT,
                dependencies=[AdminDep])
-def revoke_key(session: WriteSessionDep, participant_id: int) -> None:
+def revoke_key(session: WriteSessionDep, participant_id: ParticipantId) -> None:
     """Revoke a participant's key (admin)."""
     crud.revoke_key(session=session, participant_id=participant_id)
 
@@ -75,7 +77,7 @@ def me(participant: CurrentParticipant) -> ParticipantPublic:
 @router.get("/me/submissions")
 def my_submissions(request: Request, session: SessionDep, participant: CurrentParticipant,
                    limit: int = Query(100, ge=1, le=500),
-                   offset: int = Query(0, ge=0)) -> SubmissionsPublic:
+                   offset: int = Query(0, ge=0, le=OFFSET_MAX)) -> SubmissionsPublic:
     """Your submissions, rejected ones and their reasons included."""
     rows, count = crud.list_own_submissions(session=session, participant=participant,
                                             limit=limit, offset=offset)

@@ -6,6 +6,7 @@ from fastapi import APIRouter, status
 
 from leaderboard import crud
 from leaderboard.api.deps import AdminDep, CacheDep, WriteSessionDep
+from leaderboard.core.db import as_utc
 from leaderboard.models import RefereeCheckCreate, RefereePublic, Tournament
 
 router = APIRouter(prefix="/submissions", tags=["referee"])
@@ -23,4 +24,5 @@ def referee(session: WriteSessionDep, cache: CacheDep, submission_id: uuid.UUID,
     tournament = session.get(Tournament, submission.tournament_id)
     if tournament is not None:
         cache.invalidate(tournament.slug)
+    check.created_at = as_utc(check.created_at)  # SQLite hands it back naive
     return RefereePublic.model_validate(check, from_attributes=True)

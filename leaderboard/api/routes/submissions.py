@@ -21,6 +21,7 @@ from leaderboard.api.deps import (
 from leaderboard.cache import LeaderboardCache
 from leaderboard.core.errors import ApiError, error_response
 from leaderboard.models import (
+    ErrorPublic,
     Participant,
     Submission,
     SubmissionCreate,
@@ -34,7 +35,9 @@ router = APIRouter(tags=["submissions"])
 
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1,
                                               max_length=200)]
-_REJECTED = {"model": dict, "description": "the checker refused it; every reason is listed"}
+_REJECTED = {"model": ErrorPublic,
+             "description": "invalid request, or the checker refused it (stored; every reason "
+                            "in details, its submission_id and url alongside)"}
 
 
 def _respond(*, request: Request, session: Session, submission: Submission,

@@ -3,7 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, status
 
 from leaderboard import crud
-from leaderboard.api.deps import AdminDep, SessionDep, WriteSessionDep
+from leaderboard.api.deps import OFFSET_MAX, AdminDep, SessionDep, WriteSessionDep
 from leaderboard.core.db import utcnow
 from leaderboard.models import TournamentCreate, TournamentPublic, TournamentsPublic
 from leaderboard.present import tournament_public
@@ -21,7 +21,7 @@ def create_tournament(session: WriteSessionDep,
 
 @router.get("")
 def list_tournaments(session: SessionDep, limit: int = Query(100, ge=1, le=500),
-                     offset: int = Query(0, ge=0)) -> TournamentsPublic:
+                     offset: int = Query(0, ge=0, le=OFFSET_MAX)) -> TournamentsPublic:
     rows, count = crud.list_tournaments(session=session, limit=limit, offset=offset)
     now = utcnow()
     return TournamentsPublic(data=[tournament_public(t, is_open=crud.is_open(t, now))
