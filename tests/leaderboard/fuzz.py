@@ -69,8 +69,8 @@ def seed(app: FastAPI) -> dict[str, Any]:
                 "slug": "digits-latency", "submission_id": submitted.json()["id"]}
 
 
-def run(app: FastAPI, *, max_examples: int, seed_data: dict[str, Any] | None = None
-        ) -> FuzzReport:
+def run(app: FastAPI, *, max_examples: int, seed_data: dict[str, Any] | None = None,
+        checks: list[Any] | None = None) -> FuzzReport:
     """Fuzz every operation of ``app``; collect failures instead of stopping at the first."""
     data = seed_data or seed(app)
     credentials = itertools.cycle([{}, auth(data["key"]), ADMIN])
@@ -89,12 +89,13 @@ def run(app: FastAPI, *, max_examples: int, seed_data: dict[str, Any] | None = N
                 (GenerationMode.POSITIVE, GenerationMode.NEGATIVE), fixed):
             strategy = operation.as_strategy(generation_mode=mode,
                                              path_parameters=path_parameters)
-            _fuzz(strategy, max_examples, credentials, report, f"{operation.label} [{mode}]")
+            _fuzz(strategy, max_examples, credentials, report, f"{operation.label} [{mode}]",
+                  checks or CHECKS)
     return report
 
 
 def _fuzz(strategy: Any, max_examples: int, credentials: Any, report: FuzzReport,
-          label: str) -> None:
+          label: str, checks: list[Any]) -> None:
     @settings(max_examples=max_examples, deadline=None, database=None, derandomize=True,
               phases=[Phase.explicit, Phase.generate],
               suppress_health_check=list(HealthCheck))
@@ -105,7 +106,7 @@ def _fuzz(strategy: Any, max_examples: int, credentials: Any, report: FuzzReport
         if credential:  # else keep whatever Authorization the fuzzer made up
             case.headers = {**(case.headers or {}), **credential}
         try:
-            response = case.call_and_validate(checks=CHECKS)
+            response = case.call_and_validate(checks=checks)
         except (Exception, BaseExceptionGroup) as error:  # a failed check: keep fuzzing
             report.failures.append(f"{label} {case.method} {case.formatted_path}: "
                                    f"{' '.join(str(error).split())[:600]}")

@@ -96,7 +96,8 @@ def _visible(submission: Submission, participant: Participant | None, admin: boo
     return submission.status != SubmissionStatus.REJECTED or owner or admin
 
 
-@router.get("/submissions/{submission_id}")
+@router.get("/submissions/{submission_id}",
+            openapi_extra={"security": [{}, {"HTTPBearer": []}]})  # the key is optional
 def show_submission(request: Request, session: SessionDep, submission_id: uuid.UUID,
                     participant: OptionalParticipant, admin: IsAdmin) -> SubmissionPublic:
     """Anyone can read a ranked submission; a rejected one only its owner (or the admin)."""
