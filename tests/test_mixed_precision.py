@@ -361,6 +361,7 @@ def test_onnxscript_cleanup_folds_constants_and_keeps_outputs(tmp_path):
     assert cleaned.metrics.quality_ratio == pytest.approx(1.0)
 
 
+@pytest.mark.slow
 def test_a_failing_cleanup_fails_its_trial_and_not_the_study(tmp_path):
     import workloads
     from tests.conftest import FAST_PROTOCOL
