@@ -8,7 +8,9 @@ the trial at build time with its reason, never later during measurement.
 Static int8 defaults to what measured best here (TERRAIN.md): QDQ format, uint8
 activations, int8 weights, ``quant_pre_process`` first (with ``skip_symbolic_shape`` as
 fallback). Mixed precision keeps the ``int8_keep_fp32`` most sensitive nodes in fp32, by a
-ranking computed once per model (:mod:`tuner.transforms.sensitivity`).
+ranking computed once per model (:mod:`tuner.transforms.sensitivity`). Calibration runs
+once per (pre-processed model, calibration rows, method, op types) and its tensor ranges
+are reused by every quantization that shares them (``PODIUM_HOME/calibration``).
 """
 
 from __future__ import annotations

@@ -12,7 +12,14 @@ is the one whose fp32 copy leaves the least error. Relative error rather than to
 agreement because a small probe set makes agreement jump in steps of one sample.
 Candidates are capped to the nodes with the most weight elements, which is where int8
 saves time and where per-tensor scales most often break, so the cost stays
-``MAX_CANDIDATES + 1`` quantizations.
+``MAX_CANDIDATES + 1`` quantizations. Static int8 calibrates once for all of them
+(:func:`tuner.transforms.precision._ranges_path`): keeping a node fp32 does not change
+the calibrated ranges of the others, so the ranking is the same as with recalibration.
+
+Single-node exclusion has a blind spot: a tensor between two quantized nodes stays
+quantized while either of them is int8, so damage done there (an outlier activation
+produced by a quantized ``Mul`` and read by a quantized ``Conv``) only shows when both
+are kept; restricting ``int8_op_types`` to the linear ops covers that case.
 
 The ranking is cached as JSON under ``PODIUM_HOME/sensitivity/<key>``; concurrent builds
 of the same model wait on a file lock, and the file is written atomically.
