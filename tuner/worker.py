@@ -94,9 +94,45 @@ def _first_rows(inputs: dict[str, np.ndarray], batch: int) -> dict[str, np.ndarr
 TASKS = {"build": build_task, "measure": measure_task}
 
 
+# How native libraries report a failed allocation (ORT's arena, a C++ std::bad_alloc).
+_ALLOCATION_FAILED = ("Failed to allocate memory", "bad_alloc", "bad allocation")
+
+
+def _contain(spec: dict[str, Any]) -> None:
+    """Cap this process's memory and make it die with the process that started it."""
+    limit = spec.get("memory_limit_bytes")
+    if limit:
+        _, hard = resource.getrlimit(resource.RLIMIT_DATA)
+        capped = limit if hard == resource.RLIM_INFINITY else min(limit, hard)
+        resource.setrlimit(resource.RLIMIT_DATA, (capped, hard))
+    parent = spec.get("parent_pid")
+    if parent and sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        try:
+            os.kill(parent, 0)
+        except ProcessLookupError:  # it died before prctl took effect
+            sys.exit(1)
+
+
+def _failure(exc: BaseException, stage: str) -> str:
+    from tuner.subprocess_runner import out_of_memory_reason
+
+    text = one_line(exc)
+    if isinstance(exc, MemoryError) or any(s in text for s in _ALLOCATION_FAILED):
+        return out_of_memory_reason(stage, f"{type(exc).__name__}: {text[:200]}")
+    last = traceback.extract_tb(exc.__traceback__)[-1]
+    where = f" (at {Path(last.filename).name}:{last.lineno})"
+    return f"{type(exc).__name__}: {text[:400]}{where}"
+
+
 def main(argv: list[str]) -> int:
     spec_path, out_path = Path(argv[0]), Path(argv[1])
     spec = json.loads(spec_path.read_text())
+    _contain(spec)
     if spec.get("cpus"):
         os.sched_setaffinity(0, spec["cpus"])
     try:
@@ -106,10 +142,7 @@ def main(argv: list[str]) -> int:
     except PodiumError as exc:
         result = {"error": {"message": one_line(exc), "stage": spec["task"]}}
     except Exception as exc:
-        last = traceback.extract_tb(exc.__traceback__)[-1]
-        where = f" (at {Path(last.filename).name}:{last.lineno})"
-        result = {"error": {"message": f"{type(exc).__name__}: {one_line(exc)[:400]}{where}",
-                            "stage": spec["task"]}}
+        result = {"error": {"message": _failure(exc, spec["task"]), "stage": spec["task"]}}
     if "error" in result and spec["task"] == "build":
         shutil.rmtree(spec["out_dir"], ignore_errors=True)
     tmp = out_path.with_suffix(".tmp")
