@@ -67,6 +67,50 @@ def test_a_crashing_tvm_build_is_a_failed_trial(digits, protocol, tmp_path,
     assert set(cache_dir("artifacts").iterdir()) == before
 
 
+def test_serialization_probe_runs_in_a_child_and_survives_its_crash(tmp_path, monkeypatch):
+    from tuner.backends import tvm as backend
+
+    crasher = tmp_path / "crash.sh"
+    crasher.write_text("#!/bin/sh\nkill -SEGV $$\n")
+    crasher.chmod(crasher.stat().st_mode | stat.S_IXUSR)
+    backend._serialization_works.cache_clear()
+    monkeypatch.setattr(backend.sys, "executable", str(crasher))
+    try:
+        assert backend._serialization_works() is False
+    finally:
+        backend._serialization_works.cache_clear()
+
+
+@pytest.mark.parametrize(("serializes", "evolutionary_fails", "search", "fallback"), [
+    (True, False, "evolutionary", None),
+    (True, True, "replay-func+random", "evolutionary search failed: TVM boom"),
+    (False, False, "replay-func+random", "tvm-ffi cannot serialize IR"),
+])
+def test_tuning_falls_back_to_random_sampling(monkeypatch, serializes, evolutionary_fails,
+                                             search, fallback) -> None:
+    from tuner.backends import tvm as backend
+    from tuner.errors import TrialFailed
+
+    calls = []
+
+    def tune(tasks, target, per_task, *, threads, strategy, cost_model):
+        calls.append(strategy)
+        if strategy == backend.EVOLUTIONARY and evolutionary_fails:
+            raise TrialFailed("TVM boom", stage="build")
+        return f"{strategy} records"
+
+    monkeypatch.setattr(backend, "_serialization_works", lambda: serializes)
+    monkeypatch.setattr(backend, "_tune", tune)
+    records, details = backend._search(["task"], "target", 4, threads=1)
+    assert records == f"{calls[-1]} records"
+    assert details["tuning_search"].startswith(search)
+    if fallback is None:
+        assert details["tuning_fallback"] is None and calls == ["evolutionary"]
+    else:
+        assert details["tuning_fallback"].startswith(fallback)
+        assert calls[-1] == "replay-func"
+
+
 def _convnet(path: Path) -> Path:
     """x[1,16,32,32] → Conv → Relu → Conv → Relu → GlobalAveragePool → Flatten → Gemm."""
     rng = np.random.default_rng(0)
@@ -122,6 +166,10 @@ def test_tuning_is_faster_stored_and_reused(tmp_path: Path) -> None:
     details = tuned.details
     assert details["tuning_tasks"] >= 3 and details["tuned_tasks"] == details["tuning_tasks"]
     assert details["tuning_records"] == details["tuning_tasks"] and details["tune_s"] > 0
+    # The evolutionary search where this TVM can serialize IR, random sampling otherwise.
+    assert details["tuning_search"] in {"evolutionary+xgb", "evolutionary+random",
+                                        "replay-func+random"}
+    assert (details["tuning_fallback"] is None) == details["tuning_search"].startswith("evo")
     database = Path(details["tuning_database"])
     lines = (database / "records.jsonl").read_text().splitlines()
     assert len(lines) >= details["tuning_tasks"]

@@ -7,10 +7,17 @@ the compiler. Shapes are static: the batch is fixed at build time (it is in the 
 Without tuning, TVM's default CPU pipeline emits unscheduled loops: correct, single-threaded
 and slow. ``tvm_tuning_trials`` runs MetaSchedule, which is what makes TVM competitive. Its
 schedules go to a per-target tuning database (:mod:`tuner.backends.tvm_database`), so a later
-build of the same kernels on the same target reuses them instead of tuning again. With
-apache-tvm-ffi 0.1.15 every IR node that holds a dtype segfaults when serialized (pickling,
-JSON, ``DeepCopyIRModule``), so tuning avoids each path that serializes: an in-process
-builder, an in-memory database, ``replay-func`` search and no mutators.
+build of the same kernels on the same target reuses them instead of tuning again.
+
+Search: MetaSchedule's evolutionary search, guided by its XGBoost cost model when
+``xgboost`` is importable (a random one otherwise). Its mutators copy IR modules through
+JSON, and apache-tvm-ffi 0.1.15 segfaults serializing any IR node that holds a dtype
+(``ToJSONGraph``; 0.1.14 does not). So a child process first checks that serialization
+works; if it does not, or the evolutionary search raises, tuning falls back to random
+sampling of the design space (``replay-func``, no mutators), which serializes nothing.
+Candidates are always built in-process, into an in-memory database: TVM's LocalBuilder
+pickles each module into a fresh pool per batch whose workers spend 20-45 s importing
+``tvm.s_tir.tensor_intrin`` here, past its 30 s build timeout.
 """
 
 from __future__ import annotations
@@ -19,6 +26,8 @@ import copy
 import functools
 import json
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -39,6 +48,11 @@ IO_FILE = "io.json"
 _ERROR_CHARS = 300
 # Caps the candidates measured per round, so a large budget still revisits every task.
 _TRIALS_PER_ITER = 16
+EVOLUTIONARY, REPLAY_FUNC = "evolutionary", "replay-func"
+# Schedules sampled and scored per evolutionary round (TVM's default is 512); two cores
+# spend seconds per round on each task at the default.
+_POPULATION = 256
+_PROBE_TIMEOUT_S = 120.0
 
 
 class TvmSession(Session):
@@ -76,6 +90,7 @@ class TvmBackend(Backend):
               calibration: dict[str, np.ndarray] | None, hardware: dict[str, Any]) -> Artifact:
         import onnx
         import tvm
+        import tvm_ffi
 
         start = time.perf_counter()
         config = config.normalized()
@@ -106,7 +121,8 @@ class TvmBackend(Backend):
             details={"target": target_spec, "opt_level": config.tvm_opt_level,
                      "tuning_trials": config.tvm_tuning_trials,
                      "import_fallback": import_error is not None, "import_error": import_error,
-                     "tvm_version": tvm.__version__, **tuning})
+                     "tvm_version": tvm.__version__, "tvm_ffi_version": tvm_ffi.__version__,
+                     **tuning})
         artifact.save()
         return artifact
 
@@ -197,16 +213,55 @@ def _tuned_database(mod: Any, target: Any, trials: int, *,
         return None, {"tuning_tasks": 0, "tuned_tasks": 0, "tuning_records": 0}
     store = TuningDatabase(canonical_target(target))
     database, missing = store.load(tasks, budget=trials)
+    search: dict[str, Any] = {}
     if missing:
         per_task = max(1, trials // len(tasks))
-        store.add_tuned(_tune(missing, target, per_task, threads=threads), missing,
-                        budget=trials)
+        records, search = _search(missing, target, per_task, threads=threads)
+        store.add_tuned(records, missing, budget=trials)
         database, _ = store.load(tasks, budget=trials)
     return database, {"tuning_tasks": len(tasks), "tuned_tasks": len(missing),
-                      "tuning_records": len(database), "tuning_database": str(store.folder)}
+                      "tuning_records": len(database), "tuning_database": str(store.folder),
+                      **search}
 
 
-def _tune(tasks: list[Any], target: Any, per_task: int, *, threads: int) -> Any:
+def _search(tasks: list[Any], target: Any, per_task: int, *,
+            threads: int) -> tuple[Any, dict[str, Any]]:
+    """Tune with the best search this TVM survives; say which ran and why not a better one."""
+    fallback = None if _serialization_works() else (
+        "tvm-ffi cannot serialize IR here (the ToJSONGraph crash), so no evolutionary search")
+    if fallback is None:
+        cost_model = "xgb" if _has_xgboost() else "random"
+        try:
+            records = _tune(tasks, target, per_task, threads=threads, strategy=EVOLUTIONARY,
+                            cost_model=cost_model)
+            return records, {"tuning_search": f"{EVOLUTIONARY}+{cost_model}",
+                             "tuning_fallback": None}
+        except TrialFailed as exc:
+            fallback = f"evolutionary search failed: {exc}"
+    records = _tune(tasks, target, per_task, threads=threads, strategy=REPLAY_FUNC,
+                    cost_model="random")
+    return records, {"tuning_search": f"{REPLAY_FUNC}+random", "tuning_fallback": fallback}
+
+
+@functools.cache
+def _serialization_works() -> bool:
+    """Whether this TVM can write IR to JSON: tried in a child, since failing is a segfault."""
+    probe = "import tvm; tvm.ir.load_json(tvm.ir.save_json(tvm.tirx.IntImm('int32', 1)))"
+    try:
+        return subprocess.run([sys.executable, "-c", probe], capture_output=True,
+                              timeout=_PROBE_TIMEOUT_S, check=False).returncode == 0
+    except subprocess.TimeoutExpired:
+        return False
+
+
+def _has_xgboost() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("xgboost") is not None
+
+
+def _tune(tasks: list[Any], target: Any, per_task: int, *, threads: int, strategy: str,
+          cost_model: str) -> Any:
     """Tune ``tasks`` with MetaSchedule, ``per_task`` candidates each; return the records."""
     import logging
 
@@ -218,10 +273,13 @@ def _tune(tasks: list[Any], target: Any, per_task: int, *, threads: int) -> Any:
             ms_logger.removeHandler(handler)
     from tvm.s_tir import meta_schedule as ms
 
-    # Random sampling of the design space: the evolutionary and replay-trace strategies,
-    # and the mutators they use, serialize the module (see the module docstring).
-    space = ms.space_generator.PostOrderApply(sch_rules="from-target", postprocs="from-target",
-                                              mutator_probs={})
+    if strategy == EVOLUTIONARY:
+        space = ms.space_generator.PostOrderApply()
+        search: Any = ms.search_strategy.EvolutionarySearch(population_size=_POPULATION)
+    else:  # the mutators serialize the module (see the module docstring)
+        space = ms.space_generator.PostOrderApply(sch_rules="from-target",
+                                                  postprocs="from-target", mutator_probs={})
+        search = strategy
     # The runner's worker times candidates on the build's cores; TVM reads the count with
     # getenv(), so putenv is enough (and pickles by reference).
     runner = ms.runner.LocalRunner(
@@ -230,27 +288,23 @@ def _tune(tasks: list[Any], target: Any, per_task: int, *, threads: int) -> Any:
     try:
         with tempfile.TemporaryDirectory(prefix="podium-tvm-tune-") as work_dir:
             contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
-                tasks, work_dir, space=space, strategy="replay-func", num_threads=threads,
+                tasks, work_dir, space=space, strategy=search, num_threads=threads,
                 seed=0)
             return ms.tune_tasks(
                 tasks=contexts, task_weights=weights, work_dir=work_dir,
                 max_trials_global=per_task * len(tasks), max_trials_per_task=per_task,
                 num_trials_per_iter=min(per_task, _TRIALS_PER_ITER),
                 builder=_in_process_builder(), runner=runner, database="memory",
-                cost_model="random", task_scheduler="round-robin")
+                cost_model=cost_model, task_scheduler="round-robin")
     except Exception as exc:
-        raise TrialFailed(f"TVM MetaSchedule tuning failed: {_short(exc)}",
+        raise TrialFailed(f"TVM MetaSchedule {strategy} tuning failed: {_short(exc)}",
                           stage="build") from exc
     finally:
         runner.pool.shutdown()
 
 
 def _in_process_builder() -> Any:
-    """A MetaSchedule builder that compiles candidates in this process.
-
-    LocalBuilder pickles each IRModule (a segfault with tvm-ffi 0.1.15) into a fresh pool
-    per batch whose workers spend 20-45 s importing ``tvm.s_tir.tensor_intrin``.
-    """
+    """A MetaSchedule builder that compiles candidates in this process (see the docstring)."""
     from tvm.ir.utils import derived_object
     from tvm.s_tir.meta_schedule.builder import BuilderResult, PyBuilder
     from tvm.s_tir.meta_schedule.builder.local_builder import default_build, default_export
