@@ -30,6 +30,11 @@ bench: install
 	$(PY) bench/trials.py
 	$(PY) bench/search_efficiency.py
 	$(PY) bench/overhead.py
+	$(PY) bench/warm_start.py
+	$(PY) bench/quantization.py
+	$(PY) bench/tvm.py
+	$(PY) bench/leaderboard_load.py
+	$(PY) bench/leaderboard_fuzz.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
