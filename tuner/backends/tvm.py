@@ -5,37 +5,22 @@ The artifact is ``model.so`` (the Relax VM executable with the weights baked in)
 the compiler. Shapes are static: the batch is fixed at build time (it is in the cache key).
 
 Without tuning, TVM's default CPU pipeline emits unscheduled loops: correct, single-threaded
-and slow. ``tvm_tuning_trials`` runs MetaSchedule, which is what makes TVM competitive. Its
-schedules go to a per-target tuning database (:mod:`tuner.backends.tvm_database`), so a later
-build of the same kernels on the same target reuses them instead of tuning again.
-
-Search: MetaSchedule's evolutionary search, guided by its XGBoost cost model when
-``xgboost`` is importable (a random one otherwise). Its mutators copy IR modules through
-JSON, and apache-tvm-ffi 0.1.15 segfaults serializing any IR node that holds a dtype
-(``ToJSONGraph``; 0.1.14 does not). So a child process first checks that serialization
-works; if it does not, or the evolutionary search raises, tuning falls back to random
-sampling of the design space (``replay-func``, no mutators), which serializes nothing.
-Candidates are always built in-process, into an in-memory database: TVM's LocalBuilder
-pickles each module into a fresh pool per batch whose workers spend 20-45 s importing
-``tvm.s_tir.tensor_intrin`` here, past its 30 s build timeout.
+and slow. ``tvm_tuning_trials`` runs MetaSchedule (:mod:`tuner.backends.tvm_tuning`), which
+is what makes TVM competitive.
 """
 
 from __future__ import annotations
 
 import copy
-import functools
 import json
 import os
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tuner.backends.base import Artifact, Backend, Session
-from tuner.backends.tvm_database import TuningDatabase, canonical_target
-from tuner.errors import TrialFailed, one_line
+from tuner.backends.tvm_tuning import lowering_passes, short_error, tuned_database
+from tuner.errors import TrialFailed
 
 if TYPE_CHECKING:
     import numpy as np
@@ -45,14 +30,6 @@ if TYPE_CHECKING:
 
 LIBRARY_FILE = "model.so"
 IO_FILE = "io.json"
-_ERROR_CHARS = 300
-# Caps the candidates measured per round, so a large budget still revisits every task.
-_TRIALS_PER_ITER = 16
-EVOLUTIONARY, REPLAY_FUNC = "evolutionary", "replay-func"
-# Schedules sampled and scored per evolutionary round (TVM's default is 512); two cores
-# spend seconds per round on each task at the default.
-_POPULATION = 256
-_PROBE_TIMEOUT_S = 120.0
 
 
 class TvmSession(Session):
@@ -103,15 +80,16 @@ class TvmBackend(Backend):
         database, tuning = None, {"tune_s": 0.0}
         if config.tvm_tuning_trials:
             tune_start = time.perf_counter()
-            database, tuning = _tuned_database(
+            database, tuning = tuned_database(
                 mod, target, config.tvm_tuning_trials,
-                threads=min(hardware["cores"], len(os.sched_getaffinity(0))))
+                threads=min(hardware["cores"], len(os.sched_getaffinity(0))),
+                child={"model": str(model_path), "inputs": inputs, "target": target_spec})
             tuning["tune_s"] = round(time.perf_counter() - tune_start, 3)
         try:
             executable = _compile(mod, target, config.tvm_opt_level, database)
             executable.export_library(str(out_dir / LIBRARY_FILE))
         except Exception as exc:  # TVM raises its own FFI errors as well as builtins.
-            raise TrialFailed(f"TVM compilation failed: {_short(exc)}", stage="build") from exc
+            raise TrialFailed(f"TVM compilation failed: {short_error(exc)}", stage="build") from exc
         io = {"inputs": inputs, "outputs": len(model.graph.output)}
         (out_dir / IO_FILE).write_text(json.dumps(io, indent=2))
         artifact = Artifact(
@@ -180,10 +158,10 @@ def _import(model: onnx.ModelProto, inputs: list[dict[str, Any]]) -> tuple[Any, 
     except Exception as first:  # the importer raises anything from KeyError to TVMError
         try:
             folded = _folded(model, shapes)
-            return from_onnx(folded, shape_dict=shapes, dtype_dict=dtypes), _short(first)
+            return from_onnx(folded, shape_dict=shapes, dtype_dict=dtypes), short_error(first)
         except Exception as second:
-            raise TrialFailed(f"TVM cannot import the model: {_short(first)}; after shape "
-                              f"inference and folding: {_short(second)}",
+            raise TrialFailed(f"TVM cannot import the model: {short_error(first)}; after shape "
+                              f"inference and folding: {short_error(second)}",
                               stage="build") from first
 
 
@@ -199,149 +177,6 @@ def _folded(model: onnx.ModelProto, shapes: dict[str, list[int]]) -> onnx.ModelP
     return onnxscript.optimizer.optimize(onnx.shape_inference.infer_shapes(static))
 
 
-def _tuned_database(mod: Any, target: Any, trials: int, *,
-                    threads: int) -> tuple[Any, dict[str, Any]]:
-    """Schedules for every fused kernel: from the tuning database, tuning only what it lacks.
-
-    A task is reused when the database holds a record of this exact target tuned with at
-    least ``trials`` trials; the others are tuned with their share of the budget and stored.
-    """
-    from tvm.s_tir import meta_schedule as ms
-
-    tasks = ms.relax_integration.extract_tasks(_fused(mod, target), target)
-    if not tasks:
-        return None, {"tuning_tasks": 0, "tuned_tasks": 0, "tuning_records": 0}
-    store = TuningDatabase(canonical_target(target))
-    database, missing = store.load(tasks, budget=trials)
-    search: dict[str, Any] = {}
-    if missing:
-        per_task = max(1, trials // len(tasks))
-        records, search = _search(missing, target, per_task, threads=threads)
-        store.add_tuned(records, missing, budget=trials)
-        database, _ = store.load(tasks, budget=trials)
-    return database, {"tuning_tasks": len(tasks), "tuned_tasks": len(missing),
-                      "tuning_records": len(database), "tuning_database": str(store.folder),
-                      **search}
-
-
-def _search(tasks: list[Any], target: Any, per_task: int, *,
-            threads: int) -> tuple[Any, dict[str, Any]]:
-    """Tune with the best search this TVM survives; say which ran and why not a better one."""
-    fallback = None if _serialization_works() else (
-        "tvm-ffi cannot serialize IR here (the ToJSONGraph crash), so no evolutionary search")
-    if fallback is None:
-        cost_model = "xgb" if _has_xgboost() else "random"
-        try:
-            records = _tune(tasks, target, per_task, threads=threads, strategy=EVOLUTIONARY,
-                            cost_model=cost_model)
-            return records, {"tuning_search": f"{EVOLUTIONARY}+{cost_model}",
-                             "tuning_fallback": None}
-        except TrialFailed as exc:
-            fallback = f"evolutionary search failed: {exc}"
-    records = _tune(tasks, target, per_task, threads=threads, strategy=REPLAY_FUNC,
-                    cost_model="random")
-    return records, {"tuning_search": f"{REPLAY_FUNC}+random", "tuning_fallback": fallback}
-
-
-@functools.cache
-def _serialization_works() -> bool:
-    """Whether this TVM can write IR to JSON: tried in a child, since failing is a segfault."""
-    probe = "import tvm; tvm.ir.load_json(tvm.ir.save_json(tvm.tirx.IntImm('int32', 1)))"
-    try:
-        return subprocess.run([sys.executable, "-c", probe], capture_output=True,
-                              timeout=_PROBE_TIMEOUT_S, check=False).returncode == 0
-    except subprocess.TimeoutExpired:
-        return False
-
-
-def _has_xgboost() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("xgboost") is not None
-
-
-def _tune(tasks: list[Any], target: Any, per_task: int, *, threads: int, strategy: str,
-          cost_model: str) -> Any:
-    """Tune ``tasks`` with MetaSchedule, ``per_task`` candidates each; return the records."""
-    import logging
-
-    # MetaSchedule rebuilds its logging config from the names of the handlers already on its
-    # logger and fails on an unnamed one (a host application's, e.g. a test runner's).
-    ms_logger = logging.getLogger("tvm.s_tir.meta_schedule")
-    for handler in list(ms_logger.handlers):
-        if handler.get_name() is None:
-            ms_logger.removeHandler(handler)
-    from tvm.s_tir import meta_schedule as ms
-
-    if strategy == EVOLUTIONARY:
-        space = ms.space_generator.PostOrderApply()
-        search: Any = ms.search_strategy.EvolutionarySearch(population_size=_POPULATION)
-    else:  # the mutators serialize the module (see the module docstring)
-        space = ms.space_generator.PostOrderApply(sch_rules="from-target",
-                                                  postprocs="from-target", mutator_probs={})
-        search = strategy
-    # The runner's worker times candidates on the build's cores; TVM reads the count with
-    # getenv(), so putenv is enough (and pickles by reference).
-    runner = ms.runner.LocalRunner(
-        evaluator_config=ms.runner.EvaluatorConfig(number=3, repeat=1, min_repeat_ms=50),
-        initializer=functools.partial(os.putenv, "TVM_NUM_THREADS", str(threads)))
-    try:
-        with tempfile.TemporaryDirectory(prefix="podium-tvm-tune-") as work_dir:
-            contexts, weights = ms.relax_integration.extracted_tasks_to_tune_contexts(
-                tasks, work_dir, space=space, strategy=search, num_threads=threads,
-                seed=0)
-            return ms.tune_tasks(
-                tasks=contexts, task_weights=weights, work_dir=work_dir,
-                max_trials_global=per_task * len(tasks), max_trials_per_task=per_task,
-                num_trials_per_iter=min(per_task, _TRIALS_PER_ITER),
-                builder=_in_process_builder(), runner=runner, database="memory",
-                cost_model=cost_model, task_scheduler="round-robin")
-    except Exception as exc:
-        raise TrialFailed(f"TVM MetaSchedule {strategy} tuning failed: {_short(exc)}",
-                          stage="build") from exc
-    finally:
-        runner.pool.shutdown()
-
-
-def _in_process_builder() -> Any:
-    """A MetaSchedule builder that compiles candidates in this process (see the docstring)."""
-    from tvm.ir.utils import derived_object
-    from tvm.s_tir.meta_schedule.builder import BuilderResult, PyBuilder
-    from tvm.s_tir.meta_schedule.builder.local_builder import default_build, default_export
-
-    @derived_object
-    class InProcessBuilder(PyBuilder):
-        def build(self, build_inputs: list[Any]) -> list[Any]:
-            results = []
-            for item in build_inputs:
-                try:
-                    path = default_export(default_build(item.mod, item.target, None))
-                    results.append(BuilderResult(path, None))
-                except Exception as exc:  # one bad candidate is a failed trial, not a crash
-                    results.append(BuilderResult(None, _short(exc)))
-            return results
-
-    return InProcessBuilder()
-
-
-def _lowering_passes(target: Any) -> list[Any]:
-    """Legalize and fuse: tuning tasks are extracted after these, and records applied.
-
-    The CPU pipeline's own module, because ``tvm.relax.pipeline``'s per-target dispatchers
-    reach for ``cpu_generic.dataflow_lower_passes``, which that package does not export.
-    """
-    from tvm.relax.backend.cpu_generic import pipeline
-
-    return [*pipeline.library_dispatch_passes(target), *pipeline.legalize_passes(target)]
-
-
-def _fused(mod: Any, target: Any) -> Any:
-    import tvm
-
-    with target:
-        return tvm.transform.Sequential(_lowering_passes(target))(mod)
-
-
 def _compile(mod: Any, target: Any, opt_level: int, database: Any) -> Any:
     """Compile with TVM's default CPU pipeline, or with the tuning records applied."""
     import tvm
@@ -354,10 +189,6 @@ def _compile(mod: Any, target: Any, opt_level: int, database: Any) -> Any:
     # The default pipeline plus MetaScheduleApplyDatabase right after fusion, where the
     # kernels look exactly as they did when their tasks were extracted.
     with target, database, tvm.transform.PassContext(opt_level=opt_level):
-        passes = [*_lowering_passes(target), relax.transform.MetaScheduleApplyDatabase(),
+        passes = [*lowering_passes(target), relax.transform.MetaScheduleApplyDatabase(),
                   *pipeline.dataflow_lower_passes(target), *pipeline.finalize_passes(target)]
         return tvm.compile(mod, target=target, relax_pipeline=tvm.transform.Sequential(passes))
-
-
-def _short(error: BaseException) -> str:
-    return one_line(error)[:_ERROR_CHARS]
