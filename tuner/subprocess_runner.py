@@ -8,6 +8,7 @@ Containment: the worker runs in its own process group, which is killed when the 
 exits, times out or the caller is interrupted, so nothing it started outlives it; it caps
 its own memory (``RLIMIT_DATA``, :data:`MEMORY_ENV`, default the machine's physical memory)
 and dies with the process that started it (``PR_SET_PDEATHSIG``), e.g. a killed Ray worker.
+The folder a killed caller could not clean up is removed by the next worker's caller.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -32,6 +34,7 @@ WORKER_PYTHON_ENV = "PODIUM_WORKER_PYTHON"
 MEMORY_ENV = "PODIUM_WORKER_MEMORY_BYTES"
 OUT_OF_MEMORY = "out of memory"
 _POLL_S = 0.02
+_DIR_PREFIX = "podium-worker-"
 
 
 def memory_limit() -> int | None:
@@ -60,7 +63,9 @@ def run_worker(spec: dict[str, Any], *, timeout_s: float | None,
     """Run ``spec`` in ``python -m tuner.worker`` and return its result dict.
 
     ``threads`` caps the math libraries' own thread pools in the child (OpenMP, BLAS,
-    TVM), so only the cores the task reserved are used.
+    TVM), so only the cores the task reserved are used. Call it from a thread that lives
+    until it returns (Ray tasks and the CLI use the main thread): the worker dies with the
+    thread that started it.
     """
     stage = spec["task"]
     env = dict(os.environ)
@@ -69,7 +74,8 @@ def run_worker(spec: dict[str, Any], *, timeout_s: float | None,
             env[var] = str(threads)
         env["OPENBLAS_NUM_THREADS"] = "1"
     spec = spec | {"memory_limit_bytes": memory_limit(), "parent_pid": os.getpid()}
-    with tempfile.TemporaryDirectory(prefix="podium-worker-") as tmp:
+    remove_stale_worker_dirs()
+    with tempfile.TemporaryDirectory(prefix=f"{_DIR_PREFIX}{os.getpid()}-") as tmp:
         spec_path, out_path = Path(tmp) / "spec.json", Path(tmp) / "out.json"
         err_path = Path(tmp) / "stderr.txt"
         spec_path.write_text(json.dumps(spec))
@@ -99,6 +105,23 @@ def run_worker(spec: dict[str, Any], *, timeout_s: float | None,
     if "error" in result:
         raise TrialFailed(result["error"]["message"], stage=result["error"]["stage"])
     return result
+
+
+def remove_stale_worker_dirs() -> None:
+    """Remove worker folders whose owner (the pid in the name) died without cleaning up."""
+    for path in Path(tempfile.gettempdir()).glob(f"{_DIR_PREFIX}*-*"):
+        owner = path.name.removeprefix(_DIR_PREFIX).split("-", 1)[0]
+        if owner.isdigit() and not _alive(int(owner)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs; a zombie (dead, not yet reaped by its parent) does not."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
 
 def _wait_unreaped(pid: int, timeout_s: float | None) -> bool:
