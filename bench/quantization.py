@@ -41,6 +41,9 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+# bench/ holds scripts named like packages (bench/tvm.py shadows TVM): keep it off the import
+# path, here and in Ray's workers (Ray adds the script's folder only when sys.path has it).
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 sys.path.insert(0, str(ROOT))
 
 QUALITY_FLOOR = 0.99
