@@ -1,153 +1,190 @@
-"""How many measured trials a warm-started search saves over a cold one (issue 7).
+"""How many measured trials a warm start saves, leave-one-out over many workloads (issue 7).
 
-Replays the measured digits grid (``bench/results/grid-digits-*.json``, made by
-``bench/search_efficiency.py``) through the real search loop, with ``defaults=False`` on
-both sides so that only the warm start differs, and counts the measured trials needed to
-reach a feasible configuration within 5% of the grid's constrained optimum. A result
-already known to the study (a prior) that is within 5% counts as reached after 0 trials.
+1. Measure, once and through the real trial path, the full grid of one common ORT space on
+   every built-in workload and on the models of :mod:`bench.generated` (cached in
+   ``bench/results/loo-*.json``; an interrupted run resumes).
+2. For each workload W, replay searches against W's grid with the real search loop
+   (:func:`tuner.optimize` with a :class:`~tuner.replay.TableExecutor`, ``defaults=False``
+   on both sides so that only the warm start differs):
+   * cold: an empty knowledge store;
+   * warm: a store holding every *other* workload's grid, never W's own — the warm start
+     must transfer from different models.
+3. Count the measured trials until a feasible configuration within 5% of W's constrained
+   optimum (``latency_p90_ms`` at ``quality_ratio >= 0.99``) was found, per seed.
 
-Knowledge comes from a *different but similar* source, never from the search itself:
+A second table replays the case the leave-one-out cannot show: the same workload on the same
+machine, where one earlier short study's results are added to the study as priors.
 
-* ``other machine``: the grid as if measured on ``aws-c7i.large`` with every latency
-  multiplied by log-normal noise (σ = ``--noise``): its best configurations are
-  transferred and enqueued, and measured here;
-* ``past study``: what one earlier, short cold search (other seed, ``--past`` trials)
-  measured on this machine: added as priors.
-
-    python bench/warm_start.py [--seeds 5] [--budget 60]
+    python bench/warm_start.py [--seeds 5] [--only digits convnet]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
+from rich.console import Console
+from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import workloads
+from bench import generated
+from bench.search_efficiency import (
+    CONSTRAINTS,
+    OBJECTIVE,
+    WITHIN,
+    measure_grid,
+    trials_to_reach,
+)
 from tuner.api import feasible, optimize
-from tuner.config import Configuration
 from tuner.constraints import parse_constraints
 from tuner.fingerprint import workload_fingerprint
-from tuner.hardware import detect_local, fingerprint, load_profile
+from tuner.hardware import detect_local
 from tuner.knowledge import KnowledgeStore
 from tuner.replay import TableExecutor
 from tuner.results import TrialResult
 from tuner.search import MEMORY
 
-OBJECTIVE = "latency_p90_ms"
-CONSTRAINTS = ["quality_ratio >= 0.99"]
-# The grid's space, pinned to the int8 options it was measured with.
-SPACE = {"backend": "ort", "batch": [1, 8], "threads": [1, 2],
-         "ort_graph_optimization": ["basic", "all"], "int8_keep_fp32": 0, "int8_op_types": "all"}
-WITHIN = 1.05
+RESULTS = Path("bench/results")
+# One space for every workload, so that a configuration means the same thing everywhere.
+SPACE = {"backend": "ort", "batch": 1, "threads": [1, 2], "ort_graph_optimization": "all",
+         "int8_keep_fp32": 0, "int8_op_types": "all"}
 
 
-def load_grid(workload: workloads.Workload) -> dict[str, TrialResult]:
-    """The measured grid keyed by today's configuration digests, as measured on this host."""
-    path = Path("bench/results") / f"grid-{workload.name}-{workload.sha256[:12]}.json"
-    here = fingerprint(detect_local())
-    table = {}
-    for raw in json.loads(path.read_text())["results"].values():
-        config = Configuration.parse(raw["config"]).normalized()
-        result = TrialResult.model_validate(raw)
-        table[config.digest()] = result.model_copy(update={
-            "config_digest": config.digest(), "config": config.as_dict(),
-            "hardware": result.hardware.model_copy(update={"fingerprint": here})})
-    return table
+def load(name: str) -> workloads.Workload:
+    if name in generated.GENERATED:
+        return generated.build(name, RESULTS / "generated")
+    return workloads.get(name)
 
 
-def run(workload: workloads.Workload, table: dict[str, TrialResult], *, seed: int,
-        budget: int, store: KnowledgeStore, warm: bool, study: str = "bench") -> list[str]:
-    """Replay one search; return the digests it measured, in order."""
-    executor = TableExecutor(table, profiles={"local": 2})
-    optimize(workload, [OBJECTIVE], CONSTRAINTS, trials=budget, space=SPACE, seed=seed,
-             study=study, storage=MEMORY, executor=executor, defaults=False,
+def grid(workload: workloads.Workload, console: Console) -> dict[str, TrialResult]:
+    path = RESULTS / f"loo-{workload.name}-{workload.sha256[:12]}.json"
+    raw = measure_grid(workload, SPACE, path, console)
+    return {d: TrialResult.model_validate(r) for d, r in raw.items()}
+
+
+def replay(workload: workloads.Workload, table: dict[str, TrialResult], *, seed: int,
+           store: KnowledgeStore, warm: bool, budget: int | None = None,
+           study: str = "bench") -> list[str]:
+    """One search against the table; the digests it measured, in order, the baseline first
+    (every search measures it before anything else, so reaching it costs 0 trials)."""
+    executor = TableExecutor(table, profiles={"local": detect_local().cores})
+    optimize(workload, [OBJECTIVE], CONSTRAINTS, trials=budget or len(table), space=SPACE,
+             seed=seed, study=study, storage=MEMORY, executor=executor, defaults=False,
              warm_start=warm, knowledge=store)
-    return executor.order[1:]  # the baseline is measured outside the search
+    return executor.order
 
 
-def trials_to_reach(order: list[str], table: dict[str, TrialResult], target: float, *,
-                    priors: list[TrialResult] = ()) -> int:
+def reached(order: list[str], table: dict[str, TrialResult], target: float) -> int:
+    """Trials after the baseline until within the target (0: the baseline already is)."""
+    return trials_to_reach(order, table, target) - 1
+
+
+def target_of(table: dict[str, TrialResult]) -> tuple[float, int]:
+    good = feasible(list(table.values()), parse_constraints(CONSTRAINTS))
+    return min(r.metric(OBJECTIVE) for r in good) * WITHIN, len(good)
+
+
+def leave_one_out(names: list[str], tables: dict[str, dict[str, TrialResult]],
+                  loaded: dict[str, workloads.Workload], seeds: int, tmp: Path,
+                  console: Console) -> None:
+    fps = {n: workload_fingerprint(loaded[n]) for n in tables}
+    out = Table(title=f"leave-one-out: trials to come within {WITHIN - 1:.0%} of the "
+                      f"constrained optimum ({seeds} seeds; knowledge = the other workloads)")
+    for column in ("workload", "grid", "feasible", "cold median (range)",
+                   "warm median (range)", "cold ÷ warm", "median warm − cold",
+                   "worst seed warm − cold"):
+        out.add_column(column, justify="right")
+    sums = [0.0, 0.0]
+    for name in names:
+        table, workload = tables[name], loaded[name]
+        target, n_good = target_of(table)
+        cold, warm = [], []
+        for seed in range(seeds):
+            # A fresh store per run: a search records its own results, which would make
+            # the next seed's search a same-workload one.
+            store = KnowledgeStore(tmp / f"loo-{name}-{seed}.db")
+            for other, results in tables.items():
+                if other != name:
+                    store.record(results.values(), fps[other], f"bench grid {other}")
+            empty = KnowledgeStore(tmp / f"empty-{name}-{seed}.db")
+            cold.append(reached(replay(workload, table, seed=seed, store=empty, warm=False),
+                                table, target))
+            warm.append(reached(replay(workload, table, seed=seed, store=store, warm=True),
+                                table, target))
+        medians = statistics.median(cold), statistics.median(warm)
+        sums = [a + b for a, b in zip(sums, medians, strict=True)]
+        out.add_row(name, str(len(table)), str(n_good),
+                    f"{medians[0]:g} ({min(cold)}–{max(cold)})",
+                    f"{medians[1]:g} ({min(warm)}–{max(warm)})", _ratio(*medians),
+                    f"{statistics.median(w - c for w, c in zip(warm, cold, strict=True)):+g}",
+                    f"{max(w - c for w, c in zip(warm, cold, strict=True)):+d}")
+    console.print(out)
+    console.print(f"sum of medians over {len(names)} workloads: cold {sums[0]:g}, warm "
+                  f"{sums[1]:g} trials: cold ÷ warm {_ratio(*sums)}")
+
+
+def _ratio(cold: float, warm: float) -> str:
+    if warm == 0:
+        return "1.00× (both 0)" if cold == 0 else "∞ (warm 0)"
+    return f"{cold / warm:.2f}×"
+
+
+def past_study(workload: workloads.Workload, table: dict[str, TrialResult], seeds: int,
+               past: int, tmp: Path, console: Console) -> None:
+    """Same workload, same machine: one earlier ``past``-trial study's results as priors."""
+    target, _ = target_of(table)
+    wfp = workload_fingerprint(workload)
     constraints = parse_constraints(CONSTRAINTS)
-    if any(r.metric(OBJECTIVE) <= target for r in feasible(list(priors), constraints)):
-        return 0
-    for count, digest in enumerate(order, 1):
-        hit = table.get(digest)
-        if hit and feasible([hit], constraints) and hit.metric(OBJECTIVE) <= target:
-            return count
-    return len(order) + 1
-
-
-def other_machine(table: dict[str, TrialResult], noise: float) -> list[TrialResult]:
-    rng = np.random.default_rng(7)
-    c7i = fingerprint(load_profile("aws-c7i.large"))
-    out = []
-    for digest in sorted(table):
-        r = table[digest]
-        factor = float(rng.lognormal(0.0, noise))
-        metrics = r.metrics.model_copy(update={
-            k: getattr(r.metrics, k) * factor for k in ("latency_p50_ms", "latency_p90_ms",
-                                                       "latency_p99_ms")
-            if getattr(r.metrics, k) is not None})
-        out.append(r.model_copy(update={
-            "trial_id": f"c7i-{r.trial_id}", "metrics": metrics,
-            "hardware": r.hardware.model_copy(update={"profile": c7i["profile"],
-                                                      "fingerprint": c7i})}))
-    return out
+    cold, warm = [], []
+    for seed in range(seeds):
+        store = KnowledgeStore(tmp / f"past-{seed}.db")
+        order = replay(workload, table, seed=1000 + seed, store=store, warm=False,
+                       budget=past, study="past")
+        known = [table[d] for d in order]  # the baseline included
+        if any(r.metric(OBJECTIVE) <= target for r in feasible(known, constraints)):
+            continue  # the past study already found it: nothing left to compare
+        store.record(known, wfp, "bench past study")
+        empty = KnowledgeStore(tmp / f"past-empty-{seed}.db")
+        cold.append(reached(replay(workload, table, seed=seed, store=empty, warm=False),
+                            table, target))
+        warm.append(reached(replay(workload, table, seed=seed, store=store, warm=True),
+                            table, target))
+    if not cold:
+        console.print(f"{workload.name}: every past study already reached the optimum")
+        return
+    console.print(f"{workload.name}, priors from an earlier {past}-trial study that missed "
+                  f"the optimum ({len(cold)} seeds): cold {statistics.median(cold):g} "
+                  f"{cold}, warm {statistics.median(warm):g} {warm}, cold ÷ warm "
+                  f"{_ratio(statistics.median(cold), statistics.median(warm))}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--budget", type=int, default=60)
-    parser.add_argument("--noise", type=float, default=0.15)
-    parser.add_argument("--past", type=int, default=15)
+    parser.add_argument("--past", type=int, default=8)
+    parser.add_argument("--only", nargs="*", help="workloads to replay (all are knowledge)")
+    parser.add_argument("--measure-only", action="store_true")
     args = parser.parse_args()
-    workload = workloads.get("digits")
-    table = load_grid(workload)
-    wfp = workload_fingerprint(workload)
-    good = feasible(list(table.values()), parse_constraints(CONSTRAINTS))
-    target = min(r.metric(OBJECTIVE) for r in good) * WITHIN
-    print(f"digits grid: {len(table)} configurations, {len(good)} feasible, "
-          f"target {OBJECTIVE} ≤ {target:.4g} ms; budget {args.budget}, seeds {args.seeds}")
+    console = Console(width=160)
+    names = [*workloads.names(), *generated.GENERATED]
+    loaded = {n: load(n) for n in names}
+    tables = {}
+    for name in names:
+        tables[name] = grid(loaded[name], console)
+        target, n_good = target_of(tables[name])
+        console.print(f"{name}: {len(tables[name])} configurations, {n_good} feasible, "
+                      f"target {OBJECTIVE} ≤ {target:.4g} ms")
+    if args.measure_only:
+        return
     with tempfile.TemporaryDirectory() as tmp:
-        knowledge = {"other machine": other_machine(table, args.noise)}
-        past_store = KnowledgeStore(Path(tmp) / "past.db")
-        run(workload, table, seed=1000, budget=args.past, store=past_store, warm=False,
-            study="past")
-        past_digests = {r.config_digest for r, _ in past_store.results(
-            past_store.nearest(wfp, fingerprint(detect_local()), 1)[0])}
-        knowledge["past study"] = [table[d].model_copy(update={"trial_id": f"past-{d}"})
-                                   for d in sorted(past_digests)]
-        counts: dict[str, list[int]] = {"cold": []}
-        for seed in range(args.seeds):
-            store = KnowledgeStore(Path(tmp) / f"cold-{seed}.db")
-            counts["cold"].append(trials_to_reach(run(workload, table, seed=seed,
-                                                      budget=args.budget, store=store,
-                                                      warm=False), table, target))
-            for name, results in knowledge.items():
-                store = KnowledgeStore(Path(tmp) / f"{name}-{seed}.db")
-                store.record(results, wfp, f"bench {name}")
-                order = run(workload, table, seed=seed, budget=args.budget, store=store,
-                            warm=True)
-                # Only this machine's own results are facts here; others must be measured.
-                here = results if name == "past study" else []
-                counts.setdefault(name, []).append(trials_to_reach(order, table, target,
-                                                                   priors=here))
-    cold = statistics.median(counts["cold"])
-    print(f"{'search':<16}{'median':>8}{'min–max':>10}{'cold/warm':>11}   per seed")
-    for name, values in counts.items():
-        median = statistics.median(values)
-        ratio = f"{cold / median:.2f}×" if median else "∞"
-        print(f"{name:<16}{median:>8g}{f'{min(values)}–{max(values)}':>10}{ratio:>11}   "
-              f"{values}")
+        leave_one_out(args.only or names, tables, loaded, args.seeds, Path(tmp), console)
+        for name in args.only or names:
+            past_study(loaded[name], tables[name], args.seeds, args.past, Path(tmp), console)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,147 @@
+"""ONNX models generated here, for benchmarks that need workloads beyond the built-ins.
+
+Each builder writes ``model.onnx`` and ``data.npz`` (inputs only, so quality is top-1
+agreement with the fp32 model) into a folder and returns a user workload through
+:func:`workloads.from_files`, exactly as a user's ``--model/--data`` would arrive. Weights
+are seeded and scaled (He initialisation) so activations neither vanish nor explode; the
+models differ in kind (dense, convolutional, attention) and size on purpose.
+
+    >>> from bench.generated import GENERATED, build  # doctest: +SKIP
+    >>> workload = build("gen-mlp-wide", Path("/tmp/gen"))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+import workloads
+from workloads.base import Workload
+
+OPSET = 17
+ROWS = 320
+VOCAB = 1000
+
+
+class _Graph:
+    """A tiny graph builder: named nodes, seeded He-initialised weights."""
+
+    def __init__(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.nodes: list[onnx.NodeProto] = []
+        self.weights: list[onnx.TensorProto] = []
+        self._count = 0
+
+    def name(self, stem: str) -> str:
+        self._count += 1
+        return f"{stem}{self._count}"
+
+    def weight(self, shape: tuple[int, ...], fan_in: int, scale: float = 1.0) -> str:
+        name = self.name("w")
+        value = self.rng.normal(0.0, scale * np.sqrt(2.0 / fan_in), size=shape)
+        self.weights.append(numpy_helper.from_array(value.astype(np.float32), name))
+        return name
+
+    def const(self, value: np.ndarray) -> str:
+        name = self.name("c")
+        self.weights.append(numpy_helper.from_array(value, name))
+        return name
+
+    def op(self, op_type: str, inputs: list[str], **attrs: object) -> str:
+        out = self.name(op_type.lower())
+        self.nodes.append(helper.make_node(op_type, inputs, [out], **attrs))
+        return out
+
+    def dense(self, x: str, n_in: int, n_out: int, relu: bool = True) -> str:
+        y = self.op("Add", [self.op("MatMul", [x, self.weight((n_in, n_out), n_in)]),
+                            self.const(np.zeros(n_out, np.float32))])
+        return self.op("Relu", [y]) if relu else y
+
+    def save(self, path: Path, x_shape: list, out: str, out_shape: list,
+             dtype: int = TensorProto.FLOAT) -> None:
+        self.nodes.append(helper.make_node("Identity", [out], ["logits"]))
+        graph = helper.make_graph(
+            self.nodes, path.parent.name,
+            [helper.make_tensor_value_info("x", dtype, x_shape)],
+            [helper.make_tensor_value_info("logits", TensorProto.FLOAT, out_shape)],
+            self.weights)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+        model.ir_version = 9
+        onnx.checker.check_model(model, full_check=True)
+        onnx.save(model, path)
+
+
+def mlp_wide(path: Path) -> tuple[int, ...]:
+    """256 → 1024 → 1024 → 16, ReLU: a compute-bound dense model (1.3 M parameters)."""
+    g = _Graph(seed=11)
+    h = g.dense(g.dense("x", 256, 1024), 1024, 1024)
+    g.save(path, ["N", 256], g.dense(h, 1024, 16, relu=False), ["N", 16])
+    return (256,)
+
+
+def mlp_deep(path: Path) -> tuple[int, ...]:
+    """32 → 8 × 64 → 10, ReLU: many small layers, latency-bound (35 k parameters)."""
+    g = _Graph(seed=12)
+    h = g.dense("x", 32, 64)
+    for _ in range(7):
+        h = g.dense(h, 64, 64)
+    g.save(path, ["N", 32], g.dense(h, 64, 10, relu=False), ["N", 10])
+    return (32,)
+
+
+def conv_small(path: Path) -> tuple[int, ...]:
+    """3×32×32 image: three 3×3 conv + ReLU (+ max-pool) stages, global pool, linear head."""
+    g = _Graph(seed=13)
+    h, channels = "x", 3
+    for width in (16, 32, 64):
+        h = g.op("Conv", [h, g.weight((width, channels, 3, 3), channels * 9),
+                          g.const(np.zeros(width, np.float32))], pads=[1, 1, 1, 1])
+        h = g.op("MaxPool", [g.op("Relu", [h])], kernel_shape=[2, 2], strides=[2, 2])
+        channels = width
+    h = g.op("Flatten", [g.op("GlobalAveragePool", [h])])
+    g.save(path, ["N", 3, 32, 32], g.dense(h, 64, 10, relu=False), ["N", 10])
+    return (3, 32, 32)
+
+
+def attention(path: Path) -> tuple[int, ...]:
+    """Token ids → embedding → one pre-LN self-attention block + FFN (64 tokens, width 128),
+    8 tags per token: a small relative of the built-in encoder."""
+    g = _Graph(seed=14)
+    seq, width = 64, 128
+    ones, zeros = np.ones(width, np.float32), np.zeros(width, np.float32)
+    embedded = g.op("Gather", [g.weight((VOCAB, width), 2), "x"])
+    normed = g.op("LayerNormalization", [embedded, g.const(ones), g.const(zeros)], axis=-1)
+    q, k, v = (g.op("MatMul", [normed, g.weight((width, width), width, 0.5)])
+               for _ in range(3))
+    scores = g.op("Mul", [g.op("MatMul", [q, g.op("Transpose", [k], perm=[0, 2, 1])]),
+                          g.const(np.array(1 / np.sqrt(width), np.float32))])
+    mixed = g.op("MatMul", [g.op("Softmax", [scores], axis=-1), v])
+    h = g.op("Add", [embedded, g.op("MatMul", [mixed, g.weight((width, width), width, 0.5)])])
+    ffn = g.dense(g.op("LayerNormalization", [h, g.const(ones), g.const(zeros)], axis=-1),
+                  width, 4 * width)
+    h = g.op("Add", [h, g.dense(ffn, 4 * width, width, relu=False)])
+    g.save(path, ["N", seq], g.dense(h, width, 8, relu=False), ["N", seq, 8],
+           dtype=TensorProto.INT64)
+    return (seq,)
+
+
+GENERATED: dict[str, Callable[[Path], tuple[int, ...]]] = {
+    "gen-mlp-wide": mlp_wide, "gen-mlp-deep": mlp_deep, "gen-conv-small": conv_small,
+    "gen-attention": attention}
+
+
+def build(name: str, folder: Path) -> Workload:
+    """Write the model and ``ROWS`` rows of seeded inputs, and load them as a user would."""
+    folder = folder / name
+    folder.mkdir(parents=True, exist_ok=True)
+    model = folder / "model.onnx"
+    shape = GENERATED[name](model)
+    rng = np.random.default_rng(0)
+    x = (rng.integers(0, VOCAB, size=(ROWS, *shape)) if name == "gen-attention"
+         else rng.normal(size=(ROWS, *shape)).astype(np.float32))
+    np.savez(folder / "data.npz", x=x)
+    return workloads.from_files(model, folder / "data.npz", name=name)
