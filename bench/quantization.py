@@ -22,6 +22,7 @@ user's home, so the user's knowledge store and caches are not touched.
 
     python bench/quantization.py [--workloads digits convnet encoder mlp-outliers conv-outliers]
                                  [--trials 12] [--rounds 2]
+    python bench/quantization.py --show bench/results/quantization.json
 """
 
 from __future__ import annotations
@@ -231,6 +232,7 @@ def summarise(workload, result, measured: dict[str, list], search_s: float) -> l
 
     base50, base90 = median("ort default", "latency_p50_ms"), median("ort default",
                                                                      "latency_p90_ms")
+    single = median("fp32 1t", "latency_p50_ms")
     rows = []
     for name, trials in measured.items():
         last = trials[-1]
@@ -243,6 +245,7 @@ def summarise(workload, result, measured: dict[str, list], search_s: float) -> l
         row |= {"p50_ms": p50, "p90_ms": p90,
                 "speedup_p50": base50 / p50 if base50 and p50 else None,
                 "speedup_p90": base90 / p90 if base90 and p90 else None,
+                "speedup_p50_vs_fp32_1t": single / p50 if single and p50 else None,
                 "quality_ratio": last.metrics.quality_ratio, "stability": ",".join(stability),
                 "fp32": kept_description(last)}
         if name == "best mixed":
@@ -258,19 +261,19 @@ def print_table(rows: list[dict]) -> None:
 
     table = Table(title=f"static int8 at quality_ratio ≥ {QUALITY_FLOOR} (speedup = ORT default "
                         "p50 / row p50, measured side by side)")
-    for column in ("workload", "row", "p50 ms", "speedup p50", "speedup p90", "quality_ratio",
-                   "stability", "trials", "stayed fp32"):
+    for column in ("workload", "row", "p50 ms", "speedup p50", "speedup p90",
+                   "p50 vs fp32 1t", "quality_ratio", "stability", "trials", "stayed fp32"):
         table.add_column(column, overflow="fold")
     for row in rows:
         if "error" in row:
-            table.add_row(row["workload"], row["row"], "failed", "", "", "", "", "",
+            table.add_row(row["workload"], row["row"], "failed", "", "", "", "", "", "",
                           row["error"][:80])
             continue
         trials = (f"{row['trials']} ({row['failed']} failed, {row['search_s']} s)"
                   if "trials" in row else "")
+        ratios = [row.get(k) for k in ("speedup_p50", "speedup_p90", "speedup_p50_vs_fp32_1t")]
         table.add_row(row["workload"], row["row"], f"{row['p50_ms']:.4g}",
-                      f"{row['speedup_p50']:.2f}×" if row["speedup_p50"] else "—",
-                      f"{row['speedup_p90']:.2f}×" if row["speedup_p90"] else "—",
+                      *(f"{r:.2f}×" if r else "—" for r in ratios),
                       f"{row['quality_ratio']:.4f}", row["stability"], trials, row["fp32"])
     Console(width=200).print(table)
 
@@ -291,7 +294,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--home", type=Path, default=ROOT / "bench/results/quant-home")
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/quantization.json")
+    parser.add_argument("--show", type=Path, nargs="+",
+                        help="print the table of earlier results files and exit")
     args = parser.parse_args()
+    if args.show:
+        print_table([row for path in args.show for row in json.loads(path.read_text())])
+        return
     args.home.mkdir(parents=True, exist_ok=True)
     seed_home(args.home)
     os.environ["PODIUM_HOME"] = str(args.home.resolve())
