@@ -209,3 +209,18 @@ def test_np_load_never_unpickles():
     assert calls
     unsafe = [where for where, line in calls if "allow_pickle=False" not in line]
     assert unsafe == []
+
+
+def test_a_map_output_is_refused_before_any_trial(tmp_path):
+    """scikit-learn's ZipMap output (a sequence of maps) cannot be scored: refused up front."""
+    from skl2onnx import to_onnx
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 4)).astype(np.float32)
+    clf = LogisticRegression().fit(x, (x[:, 0] > 0).astype(np.int64))
+    model = tmp_path / "zipmap.onnx"
+    model.write_bytes(to_onnx(clf, x[:1], target_opset=17).SerializeToString())
+    np.savez(tmp_path / "d.npz", X=x)
+    with pytest.raises(WorkloadError, match="is a sequence, not a tensor"):
+        workloads.from_files(model, tmp_path / "d.npz")

@@ -88,11 +88,23 @@ def check_model_file(path: Path) -> list[InputSpec]:
         raise WorkloadError(f"{path.name} is not a readable ONNX model: the graph is empty")
     refuse_external_data(model, path)
     _refuse_negative_dims(model, path)
+    _refuse_non_tensor_outputs(model, path)
     try:
         onnx.checker.check_model(model)
     except Exception as exc:
         raise WorkloadError(f"{path.name} fails onnx.checker: {one_line(exc)[:300]}") from None
     return session_inputs(path)
+
+
+def _refuse_non_tensor_outputs(model, path: Path) -> None:
+    """Quality is scored on tensors; a map or sequence output (scikit-learn's ZipMap) would
+    pass every check here and then fail every trial at measurement."""
+    for output in model.graph.output:
+        kind = output.type.WhichOneof("value")
+        if kind != "tensor_type":
+            raise WorkloadError(
+                f"{path.name}: output {output.name!r} is a {kind.removesuffix('_type')}, not a "
+                f"tensor (a scikit-learn ZipMap? convert with options={{'zipmap': False}})")
 
 
 def refuse_external_data(model, path: Path) -> None:
