@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import stat
 import subprocess
@@ -312,3 +313,23 @@ def test_a_ray_task_past_its_deadline_is_cancelled(tmp_path, faults, monkeypatch
     executor.stop()
     assert [(r.key, reason) for r, reason in done] == [
         ("stuck", "trial passed its deadline of 4 s and was cancelled")]
+
+
+def test_a_staging_folder_left_by_a_killed_build_is_swept(digits, tmp_path):
+    """A build killed with its process leaves ``.staging-<pid>-*``; the next build removes
+    it (a live owner's folder stays)."""
+    from tuner.build import STAGING_PREFIX, build_artifact
+    from tuner.config import Configuration
+    from tuner.hardware import load_profile
+    from tuner.paths import cache_dir
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    orphan = cache_dir("artifacts") / f"{STAGING_PREFIX}{dead.pid}-abc"
+    mine = cache_dir("artifacts") / f"{STAGING_PREFIX}{os.getpid()}-abc"
+    for folder in (orphan, mine):
+        folder.mkdir(parents=True)
+        (folder / "model.onnx").write_bytes(b"half-written")
+    build_artifact(digits, Configuration(variant="linear", threads=1), load_profile("local"))
+    assert not orphan.exists() and mine.exists()
+    shutil.rmtree(mine)

@@ -20,11 +20,12 @@ from tuner.backends.base import ARTIFACT_MANIFEST, Artifact
 from tuner.config import Backend, Configuration
 from tuner.hardware import HardwareProfile, tvm_target_for
 from tuner.paths import cache_dir
-from tuner.subprocess_runner import run_worker
+from tuner.subprocess_runner import owned_prefix, remove_orphans, run_worker
 from tuner.versions import package_versions
 from workloads.base import Workload
 from workloads.onnx_files import file_sha256
 
+STAGING_PREFIX = ".staging-"
 _KEY_PACKAGES = ("onnx", "onnxruntime", "apache-tvm", "onnxconverter-common", "onnxscript")
 
 
@@ -55,10 +56,14 @@ def build_artifact(workload: Workload, config: Configuration, profile: HardwareP
                    threads: int | None = None) -> tuple[Artifact, bool]:
     """Return ``(artifact, cache_hit)``; raises TrialFailed when the build fails."""
     config = config.normalized()
+    # A build killed with its process (SIGKILL, a dead Ray worker) leaves its staging folder;
+    # the next build sweeps those whose owner is gone.
+    remove_orphans(cache_dir("artifacts"), STAGING_PREFIX)
     target = cache_dir("artifacts") / artifact_key(workload, config, profile)
     if (target / ARTIFACT_MANIFEST).exists():
         return Artifact.load(target), True
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=cache_dir("artifacts")))
+    staging = Path(tempfile.mkdtemp(prefix=owned_prefix(STAGING_PREFIX),
+                                    dir=cache_dir("artifacts")))
     try:
         spec = {"task": "build", "config": config.as_dict(), "out_dir": str(staging),
                 "workload_root": str(workload.root), "hardware": hardware_spec(profile, config)}

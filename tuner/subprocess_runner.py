@@ -75,7 +75,7 @@ def run_worker(spec: dict[str, Any], *, timeout_s: float | None,
         env["OPENBLAS_NUM_THREADS"] = "1"
     spec = spec | {"memory_limit_bytes": memory_limit(), "parent_pid": os.getpid()}
     remove_stale_worker_dirs()
-    with tempfile.TemporaryDirectory(prefix=f"{_DIR_PREFIX}{os.getpid()}-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=owned_prefix(_DIR_PREFIX)) as tmp:
         spec_path, out_path = Path(tmp) / "spec.json", Path(tmp) / "out.json"
         err_path = Path(tmp) / "stderr.txt"
         spec_path.write_text(json.dumps(spec))
@@ -109,8 +109,18 @@ def run_worker(spec: dict[str, Any], *, timeout_s: float | None,
 
 def remove_stale_worker_dirs() -> None:
     """Remove worker folders whose owner (the pid in the name) died without cleaning up."""
-    for path in Path(tempfile.gettempdir()).glob(f"{_DIR_PREFIX}*-*"):
-        owner = path.name.removeprefix(_DIR_PREFIX).split("-", 1)[0]
+    remove_orphans(Path(tempfile.gettempdir()), _DIR_PREFIX)
+
+
+def owned_prefix(prefix: str) -> str:
+    """``prefix`` + this process's pid, for a folder :func:`remove_orphans` can sweep."""
+    return f"{prefix}{os.getpid()}-"
+
+
+def remove_orphans(parent: Path, prefix: str) -> None:
+    """Remove ``parent/<prefix><pid>-*`` folders whose owning process no longer runs."""
+    for path in parent.glob(f"{prefix}*-*"):
+        owner = path.name.removeprefix(prefix).split("-", 1)[0]
         if owner.isdigit() and not _alive(int(owner)):
             shutil.rmtree(path, ignore_errors=True)
 
