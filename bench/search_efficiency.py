@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import workloads
 from tuner.api import feasible, optimize
+from tuner.config import Configuration
 from tuner.constraints import parse_constraints
 from tuner.hardware import detect_local, fingerprint
 from tuner.replay import TableExecutor
@@ -55,7 +56,12 @@ def measure_grid(workload: workloads.Workload, space: dict, path: Path, console:
                             cores=profile.cores).restrict(space).configurations()
     table: dict[str, dict] = {}
     if path.exists():
-        table = json.loads(path.read_text())["results"]
+        # Keyed again by today's digests: a configuration key added since (with its default,
+        # which is what was measured) changes every digest but not what ran.
+        for raw in json.loads(path.read_text())["results"].values():
+            config = Configuration.parse(raw["config"]).normalized()
+            table[config.digest()] = raw | {"config": config.as_dict(),
+                                            "config_digest": config.digest()}
     todo = [c for c in configs if c.digest() not in table]
     with console.status("") as status:
         for index, config in enumerate(todo, 1):

@@ -11,7 +11,7 @@ import pytest
 
 from tests import onnx_models
 from tuner.config import Configuration
-from tuner.errors import TrialFailed
+from tuner.errors import ConfigError, TrialFailed
 from tuner.space import default_space
 from tuner.transforms import apply_precision, sensitivity
 from tuner.transforms.sensitivity import Probe
@@ -175,6 +175,21 @@ def _quantized_weights(model) -> list[np.ndarray]:
     return [values[n.input[0]] for n in model.graph.node
             if n.op_type == "DequantizeLinear" and values.get(n.input[0]) is not None
             and values[n.input[0]].dtype == np.int8]
+
+
+@pytest.mark.parametrize("precision", ["int8-static", "int8-dynamic"])
+def test_quant_preprocess_can_be_switched_off(small_model, tmp_path, precision):
+    calibration = {"x": np.random.default_rng(3).normal(size=(16, 8)).astype(np.float32)}
+    found = {}
+    for flag in (True, False):
+        config = Configuration.parse({"precision": precision, "quant_preprocess": flag})
+        assert config.normalized().quant_preprocess is flag
+        details = apply_precision(small_model, config, tmp_path / f"{flag}.onnx",
+                                  calibration=calibration)
+        found[flag] = details["preprocess"]
+    assert found[False] == "off" and found[True] != "off"
+    with pytest.raises(ConfigError, match="int8 precisions only"):
+        Configuration.parse({"precision": "fp32", "quant_preprocess": False})
 
 
 @pytest.fixture(scope="module")

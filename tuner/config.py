@@ -90,7 +90,8 @@ class TvmFeatures(StrEnum):
 
 ORT_ONLY = ("ort_graph_optimization", "ort_execution_mode", "graph_cleanup")
 TVM_ONLY = ("tvm_opt_level", "tvm_features", "tvm_tuning_trials")
-INT8_ONLY = ("per_channel", "int8_keep_fp32", "int8_op_types", "reduce_range")
+INT8_ONLY = ("per_channel", "int8_keep_fp32", "int8_op_types", "reduce_range",
+             "quant_preprocess")
 STATIC_ONLY = ("calibration", "quant_format", "activation_symmetric", "calibration_rows")
 
 ORT_DEFAULTS = {"ort_graph_optimization": GraphOptimization.ALL,
@@ -99,7 +100,7 @@ TVM_DEFAULTS = {"tvm_opt_level": 3, "tvm_features": TvmFeatures.NATIVE, "tvm_tun
 # The defaults reproduce Podium's int8 before mixed precision: every op type, nothing kept
 # fp32, QDQ with asymmetric uint8 activations, full-range weights, ≤ 128 calibration rows.
 INT8_DEFAULTS = {"per_channel": False, "int8_keep_fp32": 0, "int8_op_types": Int8OpTypes.ALL,
-                 "reduce_range": False}
+                 "reduce_range": False, "quant_preprocess": True}
 STATIC_DEFAULTS = {"calibration": Calibration.MINMAX, "quant_format": QuantFormat.QDQ,
                    "activation_symmetric": False, "calibration_rows": 128}
 
@@ -129,6 +130,8 @@ class Configuration(BaseModel):
         description="int8 only: how many of the most quantization-sensitive nodes stay fp32")
     int8_op_types: Int8OpTypes | None = Field(None, description="int8 only: op types to quantize")
     reduce_range: bool | None = Field(None, description="int8 only: 7-bit weights")
+    quant_preprocess: bool | None = Field(
+        None, description="int8 only: onnxruntime's quant_pre_process before quantizing")
     quant_format: QuantFormat | None = Field(None, description="static int8 only")
     activation_symmetric: bool | None = Field(
         None, description="static int8 only: symmetric activation ranges")

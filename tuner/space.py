@@ -49,6 +49,7 @@ _OVERRIDES = {
     "int8_op_types": ("int8_op_types",), "reduce_range": ("reduce_range",),
     "quant_format": ("quant_format",), "activation_symmetric": ("activation_symmetric",),
     "calibration_rows": ("calibration_rows",), "graph_cleanup": ("graph_cleanup",),
+    "quant_preprocess": ("quant_preprocess",),
 }
 
 
@@ -68,6 +69,8 @@ class Space:
     int8_op_types: list[str] = field(
         default_factory=lambda: [Int8OpTypes.ALL.value, Int8OpTypes.CONV_MATMUL.value])
     reduce_range: list[bool] = field(default_factory=lambda: [False])
+    # quant_pre_process on (default) or off: opt-in (``space={"quant_preprocess": [True, False]}``).
+    quant_preprocess: list[bool] = field(default_factory=lambda: [True])
     quant_format: list[str] = field(default_factory=lambda: [QuantFormat.QDQ.value])
     activation_symmetric: list[bool] = field(default_factory=lambda: [False])
     calibration_rows: list[int] = field(default_factory=lambda: [128])
@@ -116,6 +119,7 @@ class Space:
             values["int8_op_types"] = pick("int8_op_types", self.int8_op_types)
             values["int8_keep_fp32"] = pick("int8_keep_fp32", self.int8_keep_fp32)
             values["reduce_range"] = pick("reduce_range", self.reduce_range)
+            values["quant_preprocess"] = pick("quant_preprocess", self.quant_preprocess)
         if precision == Precision.INT8_STATIC:
             values["calibration"] = pick("calibration", self.calibrations)
             values["quant_format"] = pick("quant_format", self.quant_format)

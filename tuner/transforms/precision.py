@@ -240,7 +240,8 @@ def _quantize_mixed(model_path: Path, out_path: Path, config: Configuration,
     from workloads.onnx_files import file_sha256
 
     with tempfile.TemporaryDirectory() as tmp:
-        source, how = _preprocess(model_path, Path(tmp) / "pre.onnx", optimize=optimize)
+        source, how = (_preprocess(model_path, Path(tmp) / "pre.onnx", optimize=optimize)
+                       if config.quant_preprocess is not False else (model_path, "off"))
         source = _name_nodes(source, Path(tmp) / "named.onnx")
         details: dict[str, Any] = {"preprocess": how}
         kept: list[str] = []
