@@ -60,6 +60,16 @@ def byte_limit(env: str, default: int) -> int:
     return value
 
 
+def check_size(path: Path, kind: str, env: str, default: int) -> int:
+    """Refuse a file over its cap (``env`` or ``default`` bytes); return the cap."""
+    limit = byte_limit(env, default)
+    size = path.stat().st_size
+    if size > limit:
+        raise WorkloadError(f"{kind} file {path.name} has {size} bytes, over the limit of "
+                            f"{limit} ({env})")
+    return limit
+
+
 def check_model_file(path: Path) -> list[InputSpec]:
     """Validate an ONNX file and return its input specs.
 
@@ -74,11 +84,7 @@ def check_model_file(path: Path) -> list[InputSpec]:
         raise WorkloadError(f"model file {path} does not exist")
     if not path.is_file():
         raise WorkloadError(f"model file {path} is not a regular file")
-    limit = byte_limit(MAX_MODEL_BYTES_ENV, MAX_MODEL_BYTES)
-    size = path.stat().st_size
-    if size > limit:
-        raise WorkloadError(f"model file {path.name} has {size} bytes, over the limit of "
-                            f"{limit} ({MAX_MODEL_BYTES_ENV})")
+    check_size(path, "model", MAX_MODEL_BYTES_ENV, MAX_MODEL_BYTES)
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:

@@ -19,7 +19,7 @@ import numpy as np
 
 from tuner.errors import WorkloadError, one_line
 from workloads.base import Metric, Variant, Workload
-from workloads.onnx_files import InputSpec, byte_limit, check_model_file
+from workloads.onnx_files import InputSpec, check_model_file, check_size
 from workloads.quality import choose_metric
 from workloads.reference import compute_reference
 from workloads.registry import staging_dir, store
@@ -96,11 +96,7 @@ def _load_npz(path: Path) -> dict[str, np.ndarray]:
 
 def _check_members(path: Path) -> None:
     """Size caps (zip bombs included) and plain, unique member names, before reading."""
-    limit = byte_limit(MAX_DATA_BYTES_ENV, MAX_DATA_BYTES)
-    size = path.stat().st_size
-    if size > limit:
-        raise WorkloadError(f"data file {path.name} has {size} bytes, over the limit of "
-                            f"{limit} ({MAX_DATA_BYTES_ENV})")
+    limit = check_size(path, "data", MAX_DATA_BYTES_ENV, MAX_DATA_BYTES)
     try:
         with zipfile.ZipFile(path) as archive:
             members = archive.infolist()
