@@ -7,7 +7,9 @@ Rows per workload, batch 1, every one through ``tuner.trial.run_trial``:
 - ``ort best``: a strong known ORT configuration (``ORT_BEST``: static per-channel int8 for
   the convnet, dynamic int8 for the encoder, one thread);
 - ``tvm untuned``: TVM's default pipeline (no schedules);
-- ``tvm N``: TVM tuned with MetaSchedule at each ``--budgets`` trial budget.
+- ``tvm N``: TVM tuned with MetaSchedule at each ``--budgets`` trial budget, one thread
+  (tuning itself times candidates on every core: threads are not part of a TVM build);
+- ``tvm N 2t``: the largest budget's artifact on every core, against the ORT default.
 
 Every artifact is built first (tuning happens there; ``tune_s`` and ``build_s`` come from
 the artifact), then the rows are measured in ``--rounds`` interleaved rounds, each
@@ -45,7 +47,10 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+# Run as a script, this file's folder comes first on sys.path, where ``import tvm`` would
+# find this file instead of Apache TVM.
+sys.path[:] = [str(ROOT)] + [p for p in sys.path
+                             if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 ORT_BEST: dict[str, dict[str, Any]] = {
     "convnet": {"precision": "int8-static", "per_channel": True, "threads": 1},
@@ -64,6 +69,9 @@ def configurations(name: str, budgets: list[int], cores: int) -> dict[str, dict[
         "tvm untuned": {"backend": "tvm", "tvm_tuning_trials": 0, "threads": 1}}
     configs |= {f"tvm {n}": {"backend": "tvm", "tvm_tuning_trials": n, "threads": 1}
                 for n in budgets}
+    if budgets and cores > 1:  # the same artifact (tuned on every core) on every core
+        configs[f"tvm {max(budgets)} {cores}t"] = {
+            "backend": "tvm", "tvm_tuning_trials": max(budgets), "threads": cores}
     return configs
 
 

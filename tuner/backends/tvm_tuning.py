@@ -4,13 +4,15 @@ A build extracts the fused kernels of its model as tuning tasks, takes the sched
 per-target database (:mod:`tuner.backends.tvm_database`) already holds, and tunes only
 the tasks it lacks, each with its share of the trial budget.
 
-Search: MetaSchedule's evolutionary search, guided by its XGBoost cost model when
-``xgboost`` is importable (a random one otherwise). Its mutators copy IR modules through
-JSON, and apache-tvm-ffi 0.1.15 segfaults serializing any IR node that holds a dtype
-(``ToJSONGraph``; 0.1.14 does not). So the evolutionary search runs in a child process,
-after a cheaper child checked that serialization works; when it does not, or the search
-crashes or raises, the build tunes by random sampling of the design space (``replay-func``,
-no mutators), which serializes nothing, and records why (``tuning_fallback``).
+Search: from ``EVOLUTIONARY_MIN_PER_TASK`` trials per task, MetaSchedule's evolutionary
+search, guided by its XGBoost cost model when ``xgboost`` is importable (a random one
+otherwise); below it, and as the fallback, random sampling. The evolutionary mutators
+copy IR modules through JSON, and apache-tvm-ffi 0.1.15 segfaults serializing any IR node
+that holds a dtype (``ToJSONGraph``; 0.1.14 does not). So the evolutionary search runs in
+a child process, after a cheaper child checked that serialization works; when it does not,
+or the search crashes or raises, the build tunes by random sampling of the design space
+(``replay-func``, no mutators), which serializes nothing, and records why
+(``tuning_fallback``).
 Candidates are built in-process into an in-memory database: TVM's LocalBuilder pickles
 each module into a fresh pool per batch whose workers spend 20-45 s importing
 ``tvm.s_tir.tensor_intrin`` here.
@@ -38,6 +40,10 @@ EVOLUTIONARY, REPLAY_FUNC = "evolutionary", "replay-func"
 # spend seconds per round on each task at the default.
 _POPULATION = 256
 _PROBE_TIMEOUT_S = 120.0
+# Below this share of the budget per task, random sampling found kernels as fast as the
+# evolutionary search with XGBoost, in a third of the time (the encoder, 4 and 17 trials
+# per task); its cost model has too few measurements to learn from.
+EVOLUTIONARY_MIN_PER_TASK = 32
 _CHILD_ERROR = "podium-tuning-error: "
 
 
@@ -55,11 +61,15 @@ def tuned_database(mod: Any, target: Any, trials: int, *, threads: int,
     store = TuningDatabase(canonical_target(target))
     database, missing = store.load(tasks, budget=trials)
     search: dict[str, Any] = {}
-    if missing:
+    per_task = max(1, trials // len(tasks))
+    if missing and per_task < EVOLUTIONARY_MIN_PER_TASK:
+        search = {"tuning_fallback": f"{per_task} trials per task: evolutionary search pays "
+                                     f"off from {EVOLUTIONARY_MIN_PER_TASK}"}
+    elif missing:
         search = _evolutionary(child | {"trials": trials, "threads": threads})
+    if missing:
         database, left = store.load(tasks, budget=trials)
         if left:  # all of them if the evolutionary search failed, else those it found nothing for
-            per_task = max(1, trials // len(tasks))
             store.add_tuned(_tune(left, target, per_task, threads=threads, strategy=REPLAY_FUNC,
                                   cost_model="random"), left, budget=trials)
             database, _ = store.load(tasks, budget=trials)
