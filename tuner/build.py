@@ -26,6 +26,7 @@ from workloads.base import Workload
 from workloads.onnx_files import file_sha256
 
 STAGING_PREFIX = ".staging-"
+_TVM_KEY_PACKAGES = ("apache-tvm-ffi", "xgboost")
 _KEY_PACKAGES = ("onnx", "onnxruntime", "apache-tvm", "onnxconverter-common", "onnxscript")
 
 
@@ -47,6 +48,8 @@ def artifact_key(workload: Workload, config: Configuration, profile: HardwarePro
     }
     if config.backend is Backend.TVM:
         material["target"] = hardware_spec(profile, config)["tvm_target"]
+        # Which MetaSchedule search can run (tuner/backends/tvm_tuning.py) depends on these.
+        material["tvm_packages"] = {p: versions.get(p) for p in _TVM_KEY_PACKAGES}
     text = json.dumps(material, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 

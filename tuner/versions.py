@@ -10,8 +10,8 @@ import platform
 from functools import cache
 from importlib import metadata
 
-TRACKED = ("podium", "onnx", "onnxruntime", "apache-tvm", "numpy", "onnxconverter-common",
-           "onnxscript", "scikit-learn", "skl2onnx", "optuna", "ray")
+TRACKED = ("podium", "onnx", "onnxruntime", "apache-tvm", "apache-tvm-ffi", "xgboost", "numpy",
+           "onnxconverter-common", "onnxscript", "scikit-learn", "skl2onnx", "optuna", "ray")
 
 
 @cache
