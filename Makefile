@@ -32,7 +32,7 @@ bench: install
 	$(PY) bench/overhead.py
 	$(PY) bench/warm_start.py
 	$(PY) bench/quantization.py
-	$(PY) bench/tvm.py
+	$(PY) bench/tvm_vs_ort.py
 	$(PY) bench/leaderboard_load.py
 	$(PY) bench/leaderboard_fuzz.py
 

@@ -31,7 +31,6 @@ import argparse
 import itertools
 import json
 import os
-import shutil
 import statistics
 import sys
 import tempfile
@@ -42,10 +41,9 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-# bench/ holds scripts named like packages (bench/tvm.py shadows TVM): keep it off the import
-# path, here and in Ray's workers (Ray adds the script's folder only when sys.path has it).
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 sys.path.insert(0, str(ROOT))
+
+from bench.common import save_rows, seed_home  # noqa: E402
 
 QUALITY_FLOOR = 0.99
 OUTLIER_GAIN = 100.0
@@ -278,14 +276,6 @@ def print_table(rows: list[dict]) -> None:
     Console(width=200).print(table)
 
 
-def seed_home(home: Path) -> None:
-    """Copy built-in workloads already built in the user's home (they are verified by hash
-    on load), so the bench does not rebuild them; nothing is written back."""
-    user = Path(os.environ.get("PODIUM_USER_HOME", Path.home() / ".cache" / "podium"))
-    if (user / "workloads").is_dir() and not (home / "workloads").exists():
-        shutil.copytree(user / "workloads", home / "workloads")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workloads", nargs="+",
@@ -325,8 +315,7 @@ def main() -> None:
                   f"re-measuring {len(configs)} rows × {args.rounds} rounds", flush=True)
             measured = side_by_side(workload, configs, args.rounds, protocol)
             rows += summarise(workload, result, measured, search_s)
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(json.dumps(rows, indent=2, default=str))
+            save_rows(args.out, rows)
     print_table(rows)
     print(f"full results: {args.out}")
 

@@ -28,7 +28,7 @@ Everything lives under a private PODIUM_HOME (``--home``, default
 ``bench/results/tvm-home``), seeded with the built-in workloads of the user's home; the
 TVM tuning database starts empty unless ``--keep-database``.
 
-    python bench/tvm.py [--workloads encoder convnet] [--budgets 64 256 1000] [--rounds 2]
+    python bench/tvm_vs_ort.py [--workloads encoder convnet] [--budgets 64 256 1000] [--rounds 2]
 """
 
 from __future__ import annotations
@@ -47,10 +47,9 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-# Run as a script, this file's folder comes first on sys.path, where ``import tvm`` would
-# find this file instead of Apache TVM.
-sys.path[:] = [str(ROOT)] + [p for p in sys.path
-                             if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+sys.path.insert(0, str(ROOT))
+
+from bench.common import save_rows, seed_home  # noqa: E402
 
 ORT_BEST: dict[str, dict[str, Any]] = {
     "convnet": {"precision": "int8-static", "per_channel": True, "threads": 1},
@@ -180,12 +179,10 @@ def print_table(rows: list[dict[str, Any]]) -> None:
     Console(width=220).print(table)
 
 
-def seed_home(home: Path, keep_database: bool) -> None:
-    """Copy the built-in workloads already built in the user's home (verified by hash on
-    load), so the bench does not rebuild them; nothing is written back."""
-    user = Path(os.environ.get("PODIUM_USER_HOME", Path.home() / ".cache" / "podium"))
-    if (user / "workloads").is_dir() and not (home / "workloads").exists():
-        shutil.copytree(user / "workloads", home / "workloads")
+def prepare_home(home: Path, keep_database: bool) -> None:
+    """A private home with the built workloads; without ``keep_database``, no tuning records
+    or artifacts from an earlier run, so every budget tunes from scratch."""
+    seed_home(home)
     if not keep_database:
         shutil.rmtree(home / "tvm-db", ignore_errors=True)
         shutil.rmtree(home / "artifacts", ignore_errors=True)
@@ -203,7 +200,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/tvm.json")
     args = parser.parse_args()
     args.home.mkdir(parents=True, exist_ok=True)
-    seed_home(args.home, args.keep_database)
+    prepare_home(args.home, args.keep_database)
     os.environ["PODIUM_HOME"] = str(args.home.resolve())
 
     import workloads
@@ -228,8 +225,7 @@ def main() -> None:
                                     if "error" not in built[k]}, args.rounds, protocol)
             measured |= {k: [] for k in targets if "error" in built[k]}
             rows += summarise(name, labels, built, measured)
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(json.dumps(rows, indent=2, default=str))
+            save_rows(args.out, rows)
     print_table(rows)
     print(f"full results: {args.out}")
 
