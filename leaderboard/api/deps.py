@@ -21,10 +21,10 @@ from leaderboard.core.limits import RateLimiter
 from leaderboard.core.security import token_matches
 from leaderboard.models import Participant
 
-# Bounds for numbers that reach SQL: SQLite integers are 64-bit, and Python's big ints would
-# fail in the driver (a 500) instead of answering 422.
+# Bounds for numbers that reach SQL, so that they answer 422 instead of failing in the driver
+# (a 500): ids are INTEGER columns, 32-bit on PostgreSQL (SQLite's are 64-bit).
 OFFSET_MAX = 1_000_000_000
-ParticipantId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+ParticipantId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 bearer = HTTPBearer(auto_error=False, description="participant API key or admin token")
 
