@@ -315,14 +315,15 @@ def test_a_ray_task_past_its_deadline_is_cancelled(tmp_path, faults, monkeypatch
         ("stuck", "trial passed its deadline of 4 s and was cancelled")]
 
 
-def test_a_staging_folder_left_by_a_killed_build_is_swept(digits, tmp_path):
+def test_a_staging_folder_left_by_a_killed_build_is_swept(digits, tmp_path, monkeypatch):
     """A build killed with its process leaves ``.staging-<pid>-*``; the next build removes
-    it (a live owner's folder stays)."""
+    it (a live owner's folder stays). A fresh home, so the build is not a cache hit."""
     from tuner.build import STAGING_PREFIX, build_artifact
     from tuner.config import Configuration
     from tuner.hardware import load_profile
     from tuner.paths import cache_dir
 
+    monkeypatch.setenv("PODIUM_HOME", str(tmp_path / "home"))
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     orphan = cache_dir("artifacts") / f"{STAGING_PREFIX}{dead.pid}-abc"

@@ -235,12 +235,17 @@ def _record_search(knowledge: KnowledgeStore, study: Any, search_id: str, sample
         search_id = f"{MEMORY}#{uuid.uuid4().hex}"
     measured = [TrialResult.model_validate_json(t.user_attrs[RESULT_ATTR])
                 for t in study.get_trials(deepcopy=False)
-                if RESULT_ATTR in t.user_attrs and PRIOR_ATTR not in t.user_attrs
-                and "duplicate_of" not in t.user_attrs]
+                if RESULT_ATTR in t.user_attrs and _measured_here(t)]
     reached, best = trials_to_best(measured, objective, constraints)
     knowledge.record_search(search_id, workload=workload_fp, hardware_fp=hardware_fp,
                             sampler=sampler, objective=objective, measured=len(measured),
                             trials_to_best=reached, best=best)
+
+
+def _measured_here(trial: Any) -> bool:
+    """A trial this search ran, not a prior from the knowledge store nor a repeat answered
+    from another trial's result."""
+    return PRIOR_ATTR not in trial.user_attrs and "duplicate_of" not in trial.user_attrs
 
 
 def _fingerprints(workload: Workload, profile: Any,
@@ -403,8 +408,7 @@ class _SearchLoop:
     def _finished(self) -> int:
         """Measured trials of this search: not priors, repeats or interrupted ones."""
         return sum(1 for t in self.study.get_trials(deepcopy=False)
-                   if t.state.is_finished() and PRIOR_ATTR not in t.user_attrs
-                   and "duplicate_of" not in t.user_attrs
+                   if t.state.is_finished() and _measured_here(t)
                    and not str(t.user_attrs.get("error", "")).startswith("interrupted"))
 
     def _as_result(self, config: Configuration, outcome: TrialResult | str) -> TrialResult:

@@ -59,12 +59,12 @@ def build_artifact(workload: Workload, config: Configuration, profile: HardwareP
                    threads: int | None = None) -> tuple[Artifact, bool]:
     """Return ``(artifact, cache_hit)``; raises TrialFailed when the build fails."""
     config = config.normalized()
-    # A build killed with its process (SIGKILL, a dead Ray worker) leaves its staging folder;
-    # the next build sweeps those whose owner is gone.
-    remove_orphans(cache_dir("artifacts"), STAGING_PREFIX)
     target = cache_dir("artifacts") / artifact_key(workload, config, profile)
     if (target / ARTIFACT_MANIFEST).exists():
         return Artifact.load(target), True
+    # A build killed with its process (SIGKILL, a dead Ray worker) leaves its staging folder;
+    # the next build sweeps those whose owner is gone (a cache hit has nothing to sweep for).
+    remove_orphans(cache_dir("artifacts"), STAGING_PREFIX)
     staging = Path(tempfile.mkdtemp(prefix=owned_prefix(STAGING_PREFIX),
                                     dir=cache_dir("artifacts")))
     try:

@@ -99,8 +99,8 @@ class KnowledgeStore:
     def record(self, results: Iterable[TrialResult], workload: WorkloadFingerprint,
                source: str) -> int:
         """Store finished results of one workload; return how many were new."""
-        rows = [_row(r, workload.as_dict(), source) for r in results]
-        return self._insert(rows)
+        fp = workload.as_dict()
+        return self.record_items((r, fp, source) for r in results)
 
     def record_items(self, items: Iterable[tuple[TrialResult, dict[str, Any], str]]) -> int:
         """Store (result, workload fingerprint dict, source) triples; return how many were new."""
@@ -184,7 +184,7 @@ class KnowledgeStore:
             if line.strip():
                 item = json.loads(line)
                 if "search" in item:  # how a past search went: keep the first copy
-                    self._import_search(item["search"])
+                    self._put_search(item["search"], replace=False)
                     continue
                 if "tvm_record" in item:
                     tuning.append(item["tvm_record"])
@@ -199,18 +199,19 @@ class KnowledgeStore:
                       hardware_fp: dict[str, Any], sampler: str, objective: str,
                       measured: int, trials_to_best: int, best: float | None) -> None:
         """Remember how one cold search went (a resumed study replaces its line)."""
-        with self._db:
-            self._db.execute(
-                "INSERT OR REPLACE INTO searches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (search_id, workload.hash, hardware_hash(hardware_fp),
-                 json.dumps(workload.as_dict(), sort_keys=True),
-                 json.dumps(hardware_fp, sort_keys=True), sampler, objective, measured,
-                 trials_to_best, best, datetime.now(UTC).isoformat()))
+        self._put_search({
+            "search_id": search_id, "workload_hash": workload.hash,
+            "hardware_hash": hardware_hash(hardware_fp), "workload_fp": workload.as_dict(),
+            "hardware_fp": hardware_fp, "sampler": sampler, "objective": objective,
+            "measured": measured, "trials_to_best": trials_to_best, "best": best,
+            "recorded_at": datetime.now(UTC).isoformat()}, replace=True)
 
-    def _import_search(self, row: dict[str, Any]) -> None:
+    def _put_search(self, row: dict[str, Any], *, replace: bool) -> None:
+        """One line of ``searches`` (a row of :meth:`searches`); an import keeps the first."""
         with self._db:
             self._db.execute(
-                "INSERT OR IGNORE INTO searches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT OR {'REPLACE' if replace else 'IGNORE'} INTO searches VALUES "
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (row["search_id"], row["workload_hash"], row["hardware_hash"],
                  json.dumps(row["workload_fp"], sort_keys=True),
                  json.dumps(row["hardware_fp"], sort_keys=True), row["sampler"],

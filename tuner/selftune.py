@@ -40,10 +40,9 @@ def trials_to_best(measured: Sequence[TrialResult], objective: str,
     if not known:
         return len(measured) + 1, None
     best = min(known)
-    for index, value in enumerate(values, 1):
-        if value is not None and _within(value, best):
-            return index, sign * best
-    return len(measured) + 1, sign * best  # unreachable: best is among the values
+    first = next(index for index, value in enumerate(values, 1)
+                 if value is not None and _within(value, best))
+    return first, sign * best
 
 
 def _within(value: float, best: float) -> bool:
