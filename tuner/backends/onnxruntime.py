@@ -33,10 +33,12 @@ class OrtSession(Session):
     def __init__(self, session: Any) -> None:
         self._session = session
         self.input_names = [i.name for i in session.get_inputs()]
+        # Named once here: ``run(None, ...)`` lists them again on every call.
+        self._outputs = [o.name for o in session.get_outputs()]
         self._run = session.run
 
     def run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
-        return self._run(None, inputs)
+        return self._run(self._outputs, inputs)
 
     def close(self) -> None:
         self._session = None

@@ -33,9 +33,16 @@ IO_FILE = "io.json"
 
 
 class TvmSession(Session):
-    """A Relax VM over the compiled library, with input buffers allocated once."""
+    """A Relax VM over the compiled library, with input buffers allocated once.
+
+    Inputs and outputs cross through DLPack views: ``Tensor.copyfrom`` and ``.numpy()``
+    cost about 10 µs each per call here, more than the whole digits MLP computes in, while
+    ``np.copyto`` into a view of the input buffer and a copy out of a view of the result
+    cost under 1 µs. Outputs are copied, because the VM may reuse their storage.
+    """
 
     def __init__(self, library: Path, io: dict[str, Any]) -> None:
+        import numpy as np
         import tvm
         from tvm import relax
 
@@ -46,18 +53,35 @@ class TvmSession(Session):
         self.input_names = [spec["name"] for spec in io["inputs"]]
         self._buffers = [tvm.runtime.empty(spec["shape"], spec["dtype"], device)
                          for spec in io["inputs"]]
+        self._views = [np.from_dlpack(buffer) for buffer in self._buffers]
 
     def run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
-        for name, buffer in zip(self.input_names, self._buffers, strict=True):
-            buffer.copyfrom(inputs[name])
+        import numpy as np
+
+        for name, view in zip(self.input_names, self._views, strict=True):
+            value = inputs[name]
+            if value.shape != view.shape:
+                raise ValueError(f"input {name!r} has shape {value.shape}; this artifact "
+                                 f"was compiled for {view.shape}")
+            np.copyto(view, value, casting="same_kind")
         result = self._main(*self._buffers)
         if isinstance(result, self._tensor_type):
-            return [result.numpy()]
-        return [item.numpy() for item in result]
+            return [_to_numpy(result)]
+        return [_to_numpy(item) for item in result]
 
     def close(self) -> None:
         self._main = self._vm = None
-        self._buffers = []
+        self._buffers, self._views = [], []
+
+
+def _to_numpy(tensor: Any) -> np.ndarray:
+    """A copy of a VM output; through DLPack, or ``.numpy()`` for dtypes DLPack lacks."""
+    import numpy as np
+
+    try:
+        return np.from_dlpack(tensor).copy()
+    except (BufferError, TypeError, RuntimeError):
+        return tensor.numpy()
 
 
 class TvmBackend(Backend):
