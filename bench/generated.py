@@ -12,6 +12,7 @@ models differ in kind (dense, convolutional, attention) and size on purpose.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -75,63 +76,109 @@ class _Graph:
         onnx.save(model, path)
 
 
+def _mlp(path: Path, seed: int, widths: tuple[int, ...], classes: int) -> tuple[int, ...]:
+    """Dense layers ``widths[0] → … → widths[-1] → classes`` with ReLU between."""
+    g = _Graph(seed=seed)
+    h = "x"
+    for n_in, n_out in itertools.pairwise(widths):
+        h = g.dense(h, n_in, n_out)
+    g.save(path, ["N", widths[0]], g.dense(h, widths[-1], classes, relu=False), ["N", classes])
+    return (widths[0],)
+
+
 def mlp_wide(path: Path) -> tuple[int, ...]:
     """256 → 1024 → 1024 → 16, ReLU: a compute-bound dense model (1.3 M parameters)."""
-    g = _Graph(seed=11)
-    h = g.dense(g.dense("x", 256, 1024), 1024, 1024)
-    g.save(path, ["N", 256], g.dense(h, 1024, 16, relu=False), ["N", 16])
-    return (256,)
+    return _mlp(path, 11, (256, 1024, 1024), 16)
+
+
+def mlp_mid(path: Path) -> tuple[int, ...]:
+    """96 → 384 → 384 → 10: a mid-sized dense model, between the digits MLP and the wide one."""
+    return _mlp(path, 15, (96, 384, 384), 10)
+
+
+def mlp_huge(path: Path) -> tuple[int, ...]:
+    """512 → 2048 → 2048 → 16: memory-bound at batch 1 (5.2 M parameters)."""
+    return _mlp(path, 16, (512, 2048, 2048), 16)
 
 
 def mlp_deep(path: Path) -> tuple[int, ...]:
     """32 → 8 × 64 → 10, ReLU: many small layers, latency-bound (35 k parameters)."""
-    g = _Graph(seed=12)
-    h = g.dense("x", 32, 64)
-    for _ in range(7):
-        h = g.dense(h, 64, 64)
-    g.save(path, ["N", 32], g.dense(h, 64, 10, relu=False), ["N", 10])
-    return (32,)
+    return _mlp(path, 12, (32, *[64] * 8), 10)
+
+
+def _conv(path: Path, seed: int, size: int, widths: tuple[int, ...],
+          pools: tuple[bool, ...]) -> tuple[int, ...]:
+    """3×size×size image: 3×3 conv + ReLU stages (each optionally max-pooled), global
+    average pool, linear head of 10."""
+    g = _Graph(seed=seed)
+    h, channels = "x", 3
+    for width, pool in zip(widths, pools, strict=True):
+        h = g.op("Relu", [g.op("Conv", [h, g.weight((width, channels, 3, 3), channels * 9),
+                                        g.const(np.zeros(width, np.float32))],
+                               pads=[1, 1, 1, 1])])
+        if pool:
+            h = g.op("MaxPool", [h], kernel_shape=[2, 2], strides=[2, 2])
+        channels = width
+    h = g.op("Flatten", [g.op("GlobalAveragePool", [h])])
+    g.save(path, ["N", 3, size, size], g.dense(h, channels, 10, relu=False), ["N", 10])
+    return (3, size, size)
 
 
 def conv_small(path: Path) -> tuple[int, ...]:
-    """3×32×32 image: three 3×3 conv + ReLU (+ max-pool) stages, global pool, linear head."""
-    g = _Graph(seed=13)
-    h, channels = "x", 3
-    for width in (16, 32, 64):
-        h = g.op("Conv", [h, g.weight((width, channels, 3, 3), channels * 9),
-                          g.const(np.zeros(width, np.float32))], pads=[1, 1, 1, 1])
-        h = g.op("MaxPool", [g.op("Relu", [h])], kernel_shape=[2, 2], strides=[2, 2])
-        channels = width
-    h = g.op("Flatten", [g.op("GlobalAveragePool", [h])])
-    g.save(path, ["N", 3, 32, 32], g.dense(h, 64, 10, relu=False), ["N", 10])
-    return (3, 32, 32)
+    """3×32×32 image: three 3×3 conv + ReLU + max-pool stages (16, 32, 64 channels)."""
+    return _conv(path, 13, 32, (16, 32, 64), (True, True, True))
 
 
-def attention(path: Path) -> tuple[int, ...]:
-    """Token ids → embedding → one pre-LN self-attention block + FFN (64 tokens, width 128),
-    8 tags per token: a small relative of the built-in encoder."""
-    g = _Graph(seed=14)
-    seq, width = 64, 128
+def conv_mid(path: Path) -> tuple[int, ...]:
+    """3×64×64 image: four stages (32, 64, 128, 128 channels), about 0.1 GFLOPs."""
+    return _conv(path, 17, 64, (32, 64, 128, 128), (True, True, True, False))
+
+
+def conv_large(path: Path) -> tuple[int, ...]:
+    """3×64×64 image: five stages (48 … 192 channels, two at full size), about 1 GFLOPs —
+    the size of the built-in convnet's reference, with different weights and layout."""
+    return _conv(path, 18, 64, (48, 96, 96, 160, 192), (False, True, False, True, False))
+
+
+def _attention(path: Path, seed: int, seq: int, width: int, blocks: int) -> tuple[int, ...]:
+    """Token ids → embedding → ``blocks`` pre-LN single-head self-attention blocks with a
+    4× FFN → 8 tags per token."""
+    g = _Graph(seed=seed)
     ones, zeros = np.ones(width, np.float32), np.zeros(width, np.float32)
-    embedded = g.op("Gather", [g.weight((VOCAB, width), 2), "x"])
-    normed = g.op("LayerNormalization", [embedded, g.const(ones), g.const(zeros)], axis=-1)
-    q, k, v = (g.op("MatMul", [normed, g.weight((width, width), width, 0.5)])
-               for _ in range(3))
-    scores = g.op("Mul", [g.op("MatMul", [q, g.op("Transpose", [k], perm=[0, 2, 1])]),
-                          g.const(np.array(1 / np.sqrt(width), np.float32))])
-    mixed = g.op("MatMul", [g.op("Softmax", [scores], axis=-1), v])
-    h = g.op("Add", [embedded, g.op("MatMul", [mixed, g.weight((width, width), width, 0.5)])])
-    ffn = g.dense(g.op("LayerNormalization", [h, g.const(ones), g.const(zeros)], axis=-1),
-                  width, 4 * width)
-    h = g.op("Add", [h, g.dense(ffn, 4 * width, width, relu=False)])
+    h = g.op("Gather", [g.weight((VOCAB, width), 2), "x"])
+    for _ in range(blocks):
+        normed = g.op("LayerNormalization", [h, g.const(ones), g.const(zeros)], axis=-1)
+        q, k, v = (g.op("MatMul", [normed, g.weight((width, width), width, 0.5)])
+                   for _ in range(3))
+        scores = g.op("Mul", [g.op("MatMul", [q, g.op("Transpose", [k], perm=[0, 2, 1])]),
+                              g.const(np.array(1 / np.sqrt(width), np.float32))])
+        mixed = g.op("MatMul", [g.op("Softmax", [scores], axis=-1), v])
+        h = g.op("Add", [h, g.op("MatMul", [mixed, g.weight((width, width), width, 0.5)])])
+        ffn = g.dense(g.op("LayerNormalization", [h, g.const(ones), g.const(zeros)], axis=-1),
+                      width, 4 * width)
+        h = g.op("Add", [h, g.dense(ffn, 4 * width, width, relu=False)])
     g.save(path, ["N", seq], g.dense(h, width, 8, relu=False), ["N", seq, 8],
            dtype=TensorProto.INT64)
     return (seq,)
 
 
+def attention(path: Path) -> tuple[int, ...]:
+    """One block, 64 tokens, width 128: a small relative of the built-in encoder."""
+    return _attention(path, 14, 64, 128, 1)
+
+
+def attention_large(path: Path) -> tuple[int, ...]:
+    """Two blocks, 128 tokens, width 256: the built-in encoder's size, single-head, pre-LN."""
+    return _attention(path, 19, 128, 256, 2)
+
+
+# Three families (dense, convolutional, attention) at several sizes: a knowledge store
+# with relatives of a new model is the case warm start is for.
 GENERATED: dict[str, Callable[[Path], tuple[int, ...]]] = {
-    "gen-mlp-wide": mlp_wide, "gen-mlp-deep": mlp_deep, "gen-conv-small": conv_small,
-    "gen-attention": attention}
+    "gen-mlp-wide": mlp_wide, "gen-mlp-deep": mlp_deep, "gen-mlp-mid": mlp_mid,
+    "gen-mlp-huge": mlp_huge, "gen-conv-small": conv_small, "gen-conv-mid": conv_mid,
+    "gen-conv-large": conv_large, "gen-attention": attention,
+    "gen-attention-large": attention_large}
 
 
 def build(name: str, folder: Path) -> Workload:
@@ -141,7 +188,7 @@ def build(name: str, folder: Path) -> Workload:
     model = folder / "model.onnx"
     shape = GENERATED[name](model)
     rng = np.random.default_rng(0)
-    x = (rng.integers(0, VOCAB, size=(ROWS, *shape)) if name == "gen-attention"
+    x = (rng.integers(0, VOCAB, size=(ROWS, *shape)) if name.startswith("gen-attention")
          else rng.normal(size=(ROWS, *shape)).astype(np.float32))
     np.savez(folder / "data.npz", x=x)
     return workloads.from_files(model, folder / "data.npz", name=name)

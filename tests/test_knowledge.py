@@ -8,6 +8,7 @@ from tests import onnx_models
 from tests.test_replay import SPACE, _table
 from tuner.api import optimize
 from tuner.config import Configuration
+from tuner.constraints import parse_constraints
 from tuner.fingerprint import (
     hardware_hash,
     model_fingerprint,
@@ -19,7 +20,7 @@ from tuner.knowledge import KnowledgeStore
 from tuner.replay import TableExecutor
 from tuner.search import MEMORY, Suggester
 from tuner.space import default_space
-from tuner.warmstart import transfer
+from tuner.warmstart import ranked_transfers, transfer
 
 
 def _relabel(table, hardware_fp, **workload):
@@ -116,6 +117,40 @@ def test_warm_start_from_other_hardware_is_enqueued_labelled_and_reproducible(di
     frame = first.trials
     assert frame["knowledge_source"].notna().sum() == len(first.knowledge)
     assert store.stats()["sources"].get("local study k", 0) > 0
+
+
+def test_transfers_rank_what_did_well_across_neighbours_above_one_neighbours_best(digits,
+                                                                                   tmp_path):
+    """X is the best on the most similar machine but fails quality on the other; Y is close
+    to the best on both. The pooled ranking puts Y first; X still ranks (it may win here)."""
+    store = KnowledgeStore(tmp_path / "k.db")
+    table = _table(digits)
+    x, y = [d for d, r in table.items() if r.config["variant"] == digits.reference
+            and r.config["batch"] == 1 and r.config["threads"] == 1][:2]
+    profiles = ("aws-c7a.large", "aws-c7i.large")
+    for profile, latencies, quality in zip(profiles, ((1.0, 1.2), (1.0, 1.0)), (1.0, 0.5),
+                                           strict=True):
+        tweaked = {d: r.model_copy(update={"metrics": r.metrics.model_copy(
+            update={"latency_p90_ms": 9.0})}) for d, r in table.items()}
+        for digest, latency in zip((x, y), latencies, strict=True):
+            metrics = {"latency_p90_ms": latency,
+                       "quality_ratio": quality if digest == x else 1.0}
+            tweaked[digest] = table[digest].model_copy(
+                update={"metrics": table[digest].metrics.model_copy(update=metrics)})
+        store.record(_relabel(tweaked, fingerprint(load_profile(profile))).values(),
+                     workload_fingerprint(digits), f"study on {profile}")
+    suggester = Suggester(default_space(digits.variants, hardware=["local"], cores=2)
+                          .restrict(SPACE), grid=False)
+    local = fingerprint(load_profile("local"))
+    neighbours = store.nearest(workload_fingerprint(digits), local)
+    assert [n.hardware_profile for n in neighbours][:2] == list(profiles)  # c7a is nearer
+    ranked = ranked_transfers(store, neighbours, "latency_p90_ms",
+                              parse_constraints(["quality_ratio >= 0.99"]), workload=digits,
+                              hardware="local", suggester=suggester)
+    digests = [transfer(table[d], workload=digits, hardware="local",
+                        suggester=suggester)[1] for d in (y, x)]
+    assert [params for params, _ in ranked[:2]] == digests
+    assert "aws-c7a.large" in ranked[0][1]  # labelled with the nearest neighbour
 
 
 def test_same_workload_and_machine_priors_inform_without_measuring(digits, tmp_path):

@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tuner.constraints import Constraint
 from tuner.fingerprint import (
     WorkloadFingerprint,
     hardware_hash,
@@ -30,7 +29,7 @@ from tuner.fingerprint import (
     similarity,
 )
 from tuner.paths import home
-from tuner.results import METRIC_DIRECTIONS, TrialResult
+from tuner.results import TrialResult
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS knowledge (
@@ -142,25 +141,6 @@ class KnowledgeStore:
             "SELECT result, source FROM knowledge WHERE workload_hash = ? AND hardware_hash = ?"
             " ORDER BY trial_id", (neighbour.workload_hash, neighbour.hardware_hash))
         return [(TrialResult.model_validate_json(r), s) for r, s in rows]
-
-    def best_configs(self, neighbour: Neighbour, objective: str,
-                     constraints: Sequence[Constraint] = (),
-                     limit: int = 5) -> list[tuple[TrialResult, str]]:
-        """The pair's best feasible results on ``objective``, one per configuration."""
-        from tuner.api import feasible
-
-        sign = 1.0 if METRIC_DIRECTIONS[objective] == "minimize" else -1.0
-        known = self.results(neighbour)
-        good = {r.trial_id for r in feasible([r for r, _ in known], list(constraints))}
-        ranked = sorted(((r, s) for r, s in known
-                         if r.trial_id in good and r.metric(objective) is not None),
-                        key=lambda item: (sign * item[0].metric(objective), item[0].trial_id))
-        best, seen = [], set()
-        for result, source in ranked:
-            if result.config_digest not in seen:
-                seen.add(result.config_digest)
-                best.append((result, source))
-        return best[:limit]
 
     def export(self, path: Path | str) -> int:
         """Write every row as one JSON line; return how many."""

@@ -6,9 +6,25 @@ Two ways past results help, depending on how alike the past search is:
   results are facts about this very search, so they are added to the study as finished
   *prior* trials (``knowledge_prior``) — the sampler's model starts informed and a
   suggestion equal to one of them is answered without measuring again;
-* a similar workload or other hardware: its best feasible configurations are
-  *transferred* onto the new space and enqueued first, to be measured here
+* a similar workload or other hardware: its configurations are *transferred* onto the new
+  space, ranked, and the best few enqueued first, to be measured here
   (``knowledge_source`` on the trial says from where).
+
+The ranking pools the nearest pairs. Each neighbour rates every configuration it measured
+by its objective relative to the neighbour's best (1.0 = the best it measured), and a
+configuration's score is the similarity-weighted mean of those ratios. Two choices matter:
+
+* the pooled ranking, not each neighbour's top few: one neighbour's optimum is often a
+  noisy pick among near-equals, while what did well across relatives tends to do well on
+  the new model too;
+* a configuration that broke a constraint on the neighbour keeps its objective ratio,
+  times ``INFEASIBLE_PENALTY``, instead of being ruled out: the fingerprint describes the
+  graph, which predicts speed, but accuracy under int8 depends on the weights, so a
+  relative's accuracy loss is weaker evidence than its latency. Only a failed trial counts
+  as ``MISS_RATIO``.
+
+On the leave-one-out benchmark (``bench/warm_start.py``) ruling infeasible ones out cost
+about a tenth of the saving, and per-neighbour top lists lost to a cold search.
 
 Transfer keeps backend, precision, int8 options, ORT flags, threads and batch; the
 variant only within the same workload (sha256 or name), the reference otherwise; the
@@ -21,18 +37,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from tuner.api import PRIOR_ATTR, SOURCE_ATTR
+from tuner.api import PRIOR_ATTR, SOURCE_ATTR, feasible
 from tuner.config import Configuration
 from tuner.constraints import Constraint, violations
 from tuner.errors import ConfigError
 from tuner.fingerprint import WorkloadFingerprint
 from tuner.knowledge import KnowledgeStore, Neighbour
-from tuner.results import TrialResult
+from tuner.results import METRIC_DIRECTIONS, TrialResult
 from tuner.search import DIGEST_ATTR, GRID_PARAM, RESULT_ATTR, Suggester, objective_values
 from workloads.base import Workload
 
 NEIGHBOURS = 3
-PER_NEIGHBOUR = 3
+TRANSFERS = 6  # configurations enqueued from similar pairs
+INFEASIBLE_PENALTY = 1.5  # an infeasible configuration's ratio is multiplied by this
+MISS_RATIO = 4.0  # how a failed configuration rates (and the cap of every ratio)
 
 
 def transfer(result: TrialResult, *, workload: Workload, hardware: str,
@@ -73,24 +91,56 @@ def warm_start(study: Any, suggester: Suggester, workload: Workload, *,
                hardware_fp: dict[str, Any], hardware: str, objectives: list[str],
                constraints: Sequence[Constraint]) -> dict[str, int]:
     """Add priors and enqueue transferred configurations; return counts of each."""
-    added = enqueued = 0
-    queued: set[str] = set()
+    added = 0
+    similar = []
     for neighbour in store.nearest(workload_fp, hardware_fp, NEIGHBOURS):
         if neighbour.same_as(workload_fp, hardware_fp):
             added += _add_priors(study, suggester, workload, store.results(neighbour),
                                  objectives, constraints, hardware)
+        else:
+            similar.append(neighbour)
+    ranked = ranked_transfers(store, similar, objectives[0], constraints, workload=workload,
+                              hardware=hardware, suggester=suggester)
+    for params, label in ranked[:TRANSFERS]:
+        study.enqueue_trial(params, user_attrs={SOURCE_ATTR: label}, skip_if_exists=True)
+    return {"priors": added, "enqueued": min(len(ranked), TRANSFERS)}
+
+
+def ranked_transfers(store: KnowledgeStore, neighbours: Sequence[Neighbour], objective: str,
+                     constraints: Sequence[Constraint], *, workload: Workload, hardware: str,
+                     suggester: Suggester) -> list[tuple[dict[str, Any], str]]:
+    """Every configuration the neighbours measured that applies here, best score first:
+    (Optuna params, label naming the most similar neighbour that measured it)."""
+    minimize = METRIC_DIRECTIONS[objective] == "minimize"
+    ratings: dict[str, list[tuple[float, float]]] = {}  # digest → (similarity, ratio)
+    found: dict[str, tuple[dict[str, Any], str]] = {}
+    for neighbour in neighbours:
+        known = store.results(neighbour)
+        good = {r.trial_id for r in feasible([r for r, _ in known], list(constraints))}
+        values = {r.trial_id: r.metric(objective) for r, _ in known if r.ok}
+        values = {k: v for k, v in values.items() if v is not None and v > 0}
+        if not values:
             continue
-        best = store.best_configs(neighbour, objectives[0], constraints, PER_NEIGHBOUR)
-        for result, source in best:
+        best = min(values.values()) if minimize else max(values.values())
+        own: dict[str, float] = {}  # each configuration once per neighbour: its best ratio
+        for result, source in known:
             mapped = transfer(result, workload=workload, hardware=hardware,
                               suggester=suggester)
-            if mapped is None or mapped[0].digest() in queued:
+            if mapped is None:
                 continue
-            queued.add(mapped[0].digest())
-            study.enqueue_trial(mapped[1], user_attrs={SOURCE_ATTR: _label(neighbour, source)},
-                                skip_if_exists=True)
-            enqueued += 1
-    return {"priors": added, "enqueued": enqueued}
+            value = values.get(result.trial_id)
+            ratio = MISS_RATIO if value is None else (
+                (value / best if minimize else best / value)
+                * (1.0 if result.trial_id in good else INFEASIBLE_PENALTY))
+            digest = mapped[0].digest()
+            own[digest] = min(ratio, own.get(digest, MISS_RATIO))
+            found.setdefault(digest, (mapped[1], _label(neighbour, source)))
+        for digest, ratio in own.items():
+            ratings.setdefault(digest, []).append((neighbour.similarity, ratio))
+    score = {d: sum(w * r for w, r in rated) / sum(w for w, _ in rated)
+             for d, rated in ratings.items()}
+    return [found[d] for d in sorted(score, key=lambda d: (score[d], d))
+            if score[d] < MISS_RATIO]
 
 
 def _label(neighbour: Neighbour, source: str) -> str:
