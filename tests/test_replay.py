@@ -80,3 +80,23 @@ def test_repeats_are_free_and_a_small_space_is_measured_once_then_ends(digits, s
         optimize(digits, ["latency_p90_ms"], [], trials=budget, space=space, sampler=sampler,
                  seed=2, storage=MEMORY, study="r", executor=executor)
         assert sorted(executor.order[1:]) == sorted(c.digest() for c in configs)
+
+
+def test_exploring_after_a_repeat_steps_one_decision_from_the_incumbent(digits):
+    import random
+
+    from tuner.api import _one_step
+
+    space = default_space(digits.variants, hardware=["local"], cores=2).restrict(SPACE)
+    incumbent = Configuration(variant="mlp-64", threads=1, precision="int8-static",
+                              calibration="entropy", hardware="local").normalized()
+    around = space.params_for(incumbent)
+    rng = random.Random(0)
+    moved = space.build(_one_step(around, "threads", rng))
+    assert moved.threads == 2
+    assert moved.as_dict() | {"threads": 1} == incumbent.as_dict()
+    # Changing a decision that opens other branches draws only what the incumbent lacks.
+    for _ in range(10):
+        moved = space.build(_one_step(around, "ort_precision", rng))
+        assert moved.precision != incumbent.precision
+        assert (moved.variant, moved.threads, moved.batch) == ("mlp-64", 1, 1)
