@@ -330,9 +330,9 @@ class _SearchLoop:
         The budget counts measured trials. A suggestion equal to a finished configuration
         is answered from its stored result, one equal to a configuration in flight waits
         for that result; neither is measured again nor counts. After such a repeat the next
-        trial is an unmeasured configuration drawn at random (seeded), so that a sampler
-        stuck on known ground — typically TPE started from priors — keeps learning; when
-        no unmeasured configuration is left, the search ends.
+        trial is an unmeasured configuration near the incumbent (:meth:`_explore`), so that
+        a sampler stuck on known ground — typically TPE started from priors — keeps
+        learning; when no unmeasured configuration is left, the search ends.
         """
         start = time.monotonic()
         parallel = max(1, sum(self.executor.targets().get(h, 0)
