@@ -235,6 +235,14 @@ def _search(tmp_path, workload="digits", **kwargs):
     return optimize(workload, **values)
 
 
+def _answered(result) -> bool:
+    """The study has a best configuration, unless every complete trial was measured unstable
+    (a µs-scale model on a shared VM sometimes is; then no answer is the honest one)."""
+    complete = [r for r in result.results if r.ok]
+    return result.best is not None or (
+        bool(complete) and all(str(r.metrics.stability) == "unstable" for r in complete))
+
+
 def _by_precision(result) -> dict[str, object]:
     return {r.config["precision"]: r for r in result.results}
 
@@ -249,7 +257,7 @@ def test_a_ray_worker_killed_mid_trial_is_a_failed_trial(tmp_path, faults):
     killed = trials["int8-dynamic"]
     assert killed.state is TrialState.FAILED and killed.failed_stage == "executor"
     assert "WorkerCrashedError" in killed.error, killed.error
-    assert trials["fp32"].ok and result.baseline.ok and result.best is not None
+    assert trials["fp32"].ok and result.baseline.ok and _answered(result)
     # the measuring process the dead Ray worker started dies with it (PR_SET_PDEATHSIG)
     # instead of measuring on as an orphan and writing its result
     assert _gone(int((faults / "worker.pid").read_text()), within_s=2)
@@ -270,7 +278,7 @@ def test_a_hanging_trial_is_failed_at_its_time_limit(tmp_path, faults):
     hung = trials["int8-dynamic"]
     assert hung.state is TrialState.FAILED and hung.failed_stage == "measure"
     assert "measure ran past its time limit of 15 s" in hung.error
-    assert trials["fp32"].ok and result.best is not None
+    assert trials["fp32"].ok and _answered(result)
     assert time.monotonic() - start < 300
     # the hung worker's own child is killed with its process group
     assert _gone(int((faults / "grandchild.pid").read_text()), within_s=2)
@@ -291,7 +299,7 @@ def test_a_trial_that_exhausts_memory_is_failed_out_of_memory(tmp_path, faults):
     hog = by_batch[1024]
     assert hog.state is TrialState.FAILED and hog.failed_stage == "measure"
     assert "out of memory" in hog.error and "768 MiB" in hog.error, hog.error
-    assert by_batch[1].ok and result.best is not None
+    assert by_batch[1].ok and _answered(result)
 
 
 def test_a_ray_task_past_its_deadline_is_cancelled(tmp_path, faults, monkeypatch, digits):
