@@ -23,8 +23,9 @@ configuration's score is the similarity-weighted mean of those ratios. Two choic
   relative's accuracy loss is weaker evidence than its latency. Only a failed trial counts
   as ``MISS_RATIO``.
 
-On the leave-one-out benchmark (``bench/warm_start.py``) ruling infeasible ones out cost
-about a tenth of the saving, and per-neighbour top lists lost to a cold search.
+In offline replays of the leave-one-out grids of ``bench/warm_start.py`` (random search as
+the cold baseline), ruling infeasible ones out cost about a tenth of the saving, and
+per-neighbour top lists lost to a cold search.
 
 Transfer keeps backend, precision, int8 options, ORT flags, threads and batch; the
 variant only within the same workload (sha256 or name), the reference otherwise; the
