@@ -1,5 +1,5 @@
 """What several benchmarks share: a private PODIUM_HOME seeded with the built workloads,
-and writing results as they come.
+measuring rows side by side, and writing results as they come.
 
 Benchmarks run as scripts (``python bench/X.py``), so this folder is first on the import
 path: no file here may be named like a package the project imports (``tvm``, ``onnx``, …).
@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,3 +27,19 @@ def save_rows(path: Path, rows: list[dict[str, Any]]) -> None:
     """Write every row so far, so an interrupted bench keeps what it measured."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(rows, indent=2, default=str))
+
+
+def measure_rounds(targets: dict[str, tuple[Any, Any]], rounds: int, protocol: Any,
+                   **trial_options: Any) -> dict[str, list]:
+    """Measure every row (label → (workload, Configuration)) once per round, rounds
+    interleaved, each in its own fresh pinned process, so rows compare numbers of one run
+    (MEASUREMENT.md rule 8); label → the results of each round."""
+    from tuner.trial import run_trial
+
+    results: dict[str, list] = {label: [] for label in targets}
+    for number in range(rounds):
+        for label, (workload, config) in targets.items():
+            print(f"[{time.strftime('%H:%M:%S')}] round {number + 1}: {label}", flush=True)
+            results[label].append(run_trial(workload, config, protocol=protocol,
+                                            **trial_options))
+    return results

@@ -43,7 +43,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import save_rows, seed_home  # noqa: E402
+from bench.common import measure_rounds, save_rows, seed_home  # noqa: E402
 
 QUALITY_FLOOR = 0.99
 OUTLIER_GAIN = 100.0
@@ -197,18 +197,6 @@ def search(workload, trials: int, home: Path, protocol) -> Any:
                     study=f"{workload.name}-{workload.sha256[:12]}-{time.time_ns()}")
 
 
-def side_by_side(workload, configs: dict[str, dict], rounds: int, protocol) -> dict[str, list]:
-    from tuner.config import Configuration
-    from tuner.trial import run_trial
-
-    results: dict[str, list] = {name: [] for name in configs}
-    for _ in range(rounds):
-        for name, values in configs.items():
-            results[name].append(run_trial(workload, Configuration.parse(values),
-                                           protocol=protocol))
-    return results
-
-
 def kept_description(trial) -> str:
     """Which nodes stayed fp32: the ranked cut, plus the op types left out of int8."""
     config = trial.config
@@ -294,6 +282,7 @@ def main() -> None:
     seed_home(args.home)
     os.environ["PODIUM_HOME"] = str(args.home.resolve())
 
+    from tuner.config import Configuration
     from tuner.measure import Protocol
 
     protocol = Protocol(max_latency_s=15.0)
@@ -313,7 +302,9 @@ def main() -> None:
                 configs["best mixed"] = result.best.config
             print(f"[{time.strftime('%H:%M:%S')}] {name}: search took {search_s:.0f} s; "
                   f"re-measuring {len(configs)} rows × {args.rounds} rounds", flush=True)
-            measured = side_by_side(workload, configs, args.rounds, protocol)
+            measured = measure_rounds(
+                {label: (workload, Configuration.parse(values))
+                 for label, values in configs.items()}, args.rounds, protocol)
             rows += summarise(workload, result, measured, search_s)
             save_rows(args.out, rows)
     print_table(rows)

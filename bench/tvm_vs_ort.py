@@ -52,7 +52,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import save_rows, seed_home  # noqa: E402
+from bench.common import measure_rounds, save_rows, seed_home  # noqa: E402
 
 ORT_CANDIDATES: dict[str, dict[str, dict[str, Any]]] = {
     "convnet": {"ort int8 static pc 1t": {"precision": "int8-static", "per_channel": True,
@@ -122,18 +122,6 @@ def build_all(targets: dict[str, tuple[Any, Any]]) -> dict[str, dict[str, Any]]:
                         "fallback": details.get("tuning_fallback")}
         print(f"    {json.dumps(built[label])}", flush=True)
     return built
-
-
-def measure_all(targets: dict[str, tuple[Any, Any]], rounds: int, protocol) -> dict[str, list]:
-    from tuner.trial import run_trial
-
-    results: dict[str, list] = {label: [] for label in targets}
-    for number in range(rounds):
-        for label, (workload, config) in targets.items():
-            print(f"[{time.strftime('%H:%M:%S')}] round {number + 1}: {label}", flush=True)
-            results[label].append(run_trial(workload, config, protocol=protocol,
-                                            timeout_s=MEASURE_TIMEOUT_S))
-    return results
 
 
 def summarise(name: str, labels: dict[str, str], built: dict[str, dict],
@@ -237,8 +225,9 @@ def main() -> None:
                     labels[label] = f"tvm untuned ({target.n_eval} eval rows)"
                 targets[label] = (target, Configuration.parse(values))
             built = build_all(targets)
-            measured = measure_all({k: v for k, v in targets.items()
-                                    if "error" not in built[k]}, args.rounds, protocol)
+            measured = measure_rounds({k: v for k, v in targets.items()
+                                       if "error" not in built[k]}, args.rounds, protocol,
+                                      timeout_s=MEASURE_TIMEOUT_S)
             measured |= {k: [] for k in targets if "error" in built[k]}
             rows += summarise(name, labels, built, measured)
             save_rows(args.out, rows)
