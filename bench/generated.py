@@ -13,6 +13,7 @@ models differ in kind (dense, convolutional, attention) and size on purpose.
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -185,10 +186,14 @@ def build(name: str, folder: Path) -> Workload:
     """Write the model and ``ROWS`` rows of seeded inputs, and load them as a user would."""
     folder = folder / name
     folder.mkdir(parents=True, exist_ok=True)
-    model = folder / "model.onnx"
-    shape = GENERATED[name](model)
+    # Written under this process's own names and renamed into place: two benches building
+    # the same model at once must not read each other's half-written files.
+    part = folder / f"model.{os.getpid()}.onnx"
+    shape = GENERATED[name](part)
     rng = np.random.default_rng(0)
     x = (rng.integers(0, VOCAB, size=(ROWS, *shape)) if name.startswith("gen-attention")
          else rng.normal(size=(ROWS, *shape)).astype(np.float32))
-    np.savez(folder / "data.npz", x=x)
-    return workloads.from_files(model, folder / "data.npz", name=name)
+    np.savez(folder / f"data.{os.getpid()}.npz", x=x)
+    os.replace(part, folder / "model.onnx")
+    os.replace(folder / f"data.{os.getpid()}.npz", folder / "data.npz")
+    return workloads.from_files(folder / "model.onnx", folder / "data.npz", name=name)

@@ -18,9 +18,10 @@ from tuner.fingerprint import (
 from tuner.hardware import fingerprint, load_profile
 from tuner.knowledge import KnowledgeStore
 from tuner.replay import TableExecutor
+from tuner.results import Stability
 from tuner.search import MEMORY, Suggester
 from tuner.space import default_space
-from tuner.warmstart import ranked_transfers, transfer
+from tuner.warmstart import Transfer, next_transfer, ranked_transfers, transfer
 
 
 def _relabel(table, hardware_fp, **workload):
@@ -39,11 +40,11 @@ def _with_baseline(table, digits):
     return table
 
 
-def _search(digits, table, store, *, seed=3, trials=8, warm=True):
+def _search(digits, table, store, *, seed=3, trials=8, warm=True, defaults=False):
     executor = TableExecutor(table, profiles={"local": 2})
     result = optimize(digits, ["latency_p90_ms"], ["quality_ratio >= 0.99"], trials=trials,
                       space=SPACE, seed=seed, storage=MEMORY, study="k", executor=executor,
-                      knowledge=store, warm_start=warm, defaults=False)
+                      knowledge=store, warm_start=warm, defaults=defaults)
     return result, executor.order[1:]
 
 
@@ -149,8 +150,67 @@ def test_transfers_rank_what_did_well_across_neighbours_above_one_neighbours_bes
                               hardware="local", suggester=suggester)
     digests = [transfer(table[d], workload=digits, hardware="local",
                         suggester=suggester)[1] for d in (y, x)]
-    assert [params for params, _ in ranked[:2]] == digests
-    assert "aws-c7a.large" in ranked[0][1]  # labelled with the nearest neighbour
+    assert [t.params for t in ranked[:2]] == digests
+    assert "aws-c7a.large" in ranked[0].label  # labelled with the nearest neighbour
+
+
+def _measured(template, config, quality):
+    """``template``'s record, as if ``config`` had been measured with ``quality``."""
+    config = config.normalized()
+    return template.model_copy(update={
+        "config": config.as_dict(), "config_digest": config.digest(),
+        "metrics": template.metrics.model_copy(update={"quality_ratio": quality,
+                                                       "stability": Stability.STABLE})})
+
+
+@pytest.mark.parametrize(("quality", "expected"), [(0.97, "fp32 1t"), (0.989, "int8 dynamic"),
+                                                   (None, "int8 static 1t")])
+def test_the_next_transfer_follows_what_this_search_measured(digits, quality, expected):
+    """int8 static failed quality here: its 1-thread twin computes the same numbers and is
+    never picked; a clear miss (3 % short) hands the next pick to fp32, which passed here,
+    while a near miss (0.1 % short) keeps int8's other scheme. Without a quality constraint
+    the plan keeps its order."""
+    ref = digits.reference
+    plans = {"int8 static 2t": (Configuration(variant=ref, precision="int8-static", threads=2),
+                                1.0),
+             "int8 static 1t": (Configuration(variant=ref, precision="int8-static", threads=1),
+                                1.05),
+             "int8 dynamic": (Configuration(variant=ref, precision="int8-dynamic", threads=2),
+                              1.1),
+             "fp32 1t": (Configuration(variant=ref, threads=1), 1.3)}
+    plan = [Transfer(c.normalized(), {}, score, name) for name, (c, score) in plans.items()]
+    template = next(iter(_table(digits).values()))
+    known = [_measured(template, Configuration(variant=ref, threads=2), 1.0),
+             _measured(template, plans["int8 static 2t"][0], quality or 0.97)]
+    constraints = parse_constraints(["quality_ratio >= 0.99"] if quality else
+                                    ["latency_p90_ms <= 100"])
+    pick = next_transfer(plan, known, constraints, {r.config_digest for r in known})
+    assert pick.label == expected
+
+
+def test_a_warm_search_leaves_int8_when_int8_breaks_accuracy_here(digits, tmp_path):
+    """The relative says int8; here every int8 configuration fails quality. After the first
+    int8 miss the plan goes to the precisions that passed, and the deferred defaults come
+    after the transfers."""
+    relative = {d: r.model_copy(update={"metrics": r.metrics.model_copy(update={
+        "latency_p90_ms": (1.0 if r.config["precision"].startswith("int8") else 1.3)
+        + 0.01 * i, "quality_ratio": 1.0})}) for i, (d, r) in enumerate(_table(digits).items())}
+    store = KnowledgeStore(tmp_path / "k.db")
+    store.record(_relabel(relative, fingerprint(load_profile("aws-c7i.large")),
+                          name="relative", sha256="f" * 64).values(),
+                 workload_fingerprint(digits), "relative study")
+    here = _with_baseline({d: r.model_copy(update={"metrics": r.metrics.model_copy(update={
+        "quality_ratio": 0.95 if r.config["precision"].startswith("int8") else 1.0})})
+        for d, r in _table(digits).items()}, digits)
+    result, order = _search(digits, here, store, trials=10, defaults=True)
+    precisions = [here[d].config["precision"] for d in order]
+    assert precisions[0].startswith("int8")  # the relative's best goes first
+    assert not precisions[1].startswith("int8")  # … and once it misses, int8 waits
+    sources = [result.knowledge.get(next(r.trial_id for r in result.results
+                                         if r.config_digest == d)) for d in order]
+    assert all(s and "aws-c7i.large" in s for s in sources[:2])
+    first_default = next(i for i, s in enumerate(sources) if s is None)
+    assert all(s is None for s in sources[first_default:])  # defaults after the plan
 
 
 def test_same_workload_and_machine_priors_inform_without_measuring(digits, tmp_path):

@@ -48,6 +48,8 @@ SOURCE_ATTR = "knowledge_source"
 PRIOR_ATTR = "knowledge_prior"
 EXPLORE_ATTR = "explore_after_repeat"
 KNOWLEDGE_USED_ATTR = "knowledge_used"  # priors + transfers a fresh study started from
+PLAN_ATTR = "knowledge_transfer_plan"  # ranked transfers the loop picks from, one at a time
+DEFERRED_ATTR = "deferred_defaults"  # strong defaults waiting for the transfers to finish
 EXPLORE_TRIES = 64
 
 Progress = Callable[[dict[str, Any]], None]
@@ -140,8 +142,8 @@ def optimize(workload: str | Workload = "digits", objectives: Sequence[str] = ("
         protocol: measurement minimums (default: MEASUREMENT.md's).
         progress: called with a dict after every event (the CLI's live display).
         executor: where trials run (default: Ray); benchmarks replay measured tables.
-        defaults: enqueue the baseline and strong default configurations first (turn off
-            only to measure a sampler on its own).
+        defaults: enqueue the baseline and strong default configurations first — after the
+            warm start's transfers, if any (turn off only to measure a sampler on its own).
         warm_start: start a new study from the knowledge store (see :mod:`tuner.warmstart`).
         knowledge: the store to learn from and record into; default ``knowledge.db`` under
             PODIUM_HOME, except for in-memory studies (replays), which use none unless given.
@@ -184,7 +186,7 @@ def optimize(workload: str | Workload = "digits", objectives: Sequence[str] = ("
             sampler=make_sampler(used, seed=seed, grid_size=grid_size))
         fresh = not optuna_study.trials
         if fresh:
-            counts = {"priors": 0, "enqueued": 0}
+            counts = {"priors": 0, "planned": 0}
             if knowledge is not None and warm_start:
                 from tuner.warmstart import warm_start as start_warm
 
@@ -292,6 +294,9 @@ class _SearchLoop:
         self.waiting: dict[str, list[Any]] = {}
         self.failures = 0
         self.space_exhausted = False
+        from tuner.warmstart import Transfer
+
+        self.plan = [Transfer.from_dict(t) for t in study.user_attrs.get(PLAN_ATTR, [])]
 
     def baseline(self, config: Configuration) -> TrialResult:
         """The ORT default fp32 reference, measured first (once per study)."""
@@ -309,7 +314,8 @@ class _SearchLoop:
                 return result
 
     def enqueue_defaults(self, baseline: Configuration, *, strong: bool) -> None:
-        """Enqueue re-runs of interrupted trials, then (if ``strong``) strong defaults."""
+        """Enqueue re-runs of interrupted trials, then (if ``strong``) strong defaults —
+        deferred until the transfer plan is done, when the study has one."""
         for params in recover_interrupted(self.study):
             self.study.enqueue_trial(params, skip_if_exists=False)
         if not strong:
@@ -318,11 +324,17 @@ class _SearchLoop:
         defaults = [baseline, Configuration(variant=ref),
                     Configuration(variant=ref, precision="int8-static"),
                     Configuration(variant=ref, precision="int8-static", per_channel=True)]
+        planned = []
         for config in defaults:
             config = config.with_updates(hardware=baseline.hardware)
             params = self.suggester.params_for(config.normalized())
             if params is not None:
-                self.study.enqueue_trial(params, skip_if_exists=True)
+                planned.append(params)
+        if self.plan:
+            self.study.set_user_attr(DEFERRED_ATTR, planned)
+            return
+        for params in planned:
+            self.study.enqueue_trial(params, skip_if_exists=True)
 
     def run(self, budget: int, timeout_s: float | None) -> None:
         """Keep every node busy until the budget, the time or the grid runs out.
@@ -369,6 +381,8 @@ class _SearchLoop:
 
     def _start_one(self) -> str:
         """Ask for a trial; submit it, answer it from the cache, or park it by its twin."""
+        if self.plan:
+            self._plan_next()
         trial = self.study.ask()
         config = self.suggester.suggest(trial)
         digest = config.digest()
@@ -385,6 +399,30 @@ class _SearchLoop:
         self.executor.submit(trial, self.workload, config, seed=self.seed)
         self._emit("running", config=config)
         return "submitted"
+
+    def _plan_next(self) -> None:
+        """When nothing else waits, enqueue the transfer that is best given what this search
+        knows so far; once ``TRANSFERS`` were taken or none is worth it, end the plan and
+        enqueue the deferred strong defaults."""
+        from optuna.trial import TrialState
+
+        from tuner.warmstart import TRANSFERS, next_transfer
+
+        trials = self.study.get_trials(deepcopy=False)
+        if any(t.state == TrialState.WAITING for t in trials):
+            return
+        taken = sum(1 for t in trials if SOURCE_ATTR in t.user_attrs
+                    and PRIOR_ATTR not in t.user_attrs)
+        running = {r.config.digest() for r in self.executor.running.values()}
+        pick = next_transfer(self.plan, list(self.cache.values()), self.constraints,
+                             set(self.cache) | running) if taken < TRANSFERS else None
+        if pick is not None:
+            self.study.enqueue_trial(pick.params, user_attrs={SOURCE_ATTR: pick.label})
+            return
+        self.plan = []
+        for params in self.study.user_attrs.get(DEFERRED_ATTR, []):
+            self.study.enqueue_trial(params, skip_if_exists=True)
+        self.study.set_user_attr(DEFERRED_ATTR, [])
 
     def _explore(self) -> None:
         """Enqueue an unmeasured configuration one decision away from the best feasible one

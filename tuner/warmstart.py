@@ -7,7 +7,7 @@ Two ways past results help, depending on how alike the past search is:
   *prior* trials (``knowledge_prior``) — the sampler's model starts informed and a
   suggestion equal to one of them is answered without measuring again;
 * a similar workload or other hardware: its configurations are *transferred* onto the new
-  space, ranked, and the best few enqueued first, to be measured here
+  space, ranked, and the best few measured first, picked one at a time (see below)
   (``knowledge_source`` on the trial says from where).
 
 The ranking pools the nearest pairs. Each neighbour rates every configuration it measured
@@ -27,6 +27,26 @@ In offline replays of the leave-one-out grids of ``bench/warm_start.py`` (random
 the cold baseline), ruling infeasible ones out cost about a tenth of the saving, and
 per-neighbour top lists lost to a cold search.
 
+The ranked configurations are not enqueued all at once: they form the search's *transfer
+plan* (a study attribute, so a resumed search goes on with it), and the search loop takes
+from it one at a time (:func:`next_transfer`), each pick informed by what this search has
+measured so far. A relative's speed transfers well; whether the numbers survive int8 is a
+property of this model's weights, and this search's own measurements are the best evidence:
+
+* a configuration computing the same numbers as one that failed a quality constraint here
+  (it differs only in threads) is not measured: it would fail the same way;
+* a quality miss raises the score of every untried configuration of the same precision
+  family by ``exp(QUALITY_MISS_SCALE * shortfall)``: a near miss (0.1 % short, as per-tensor
+  int8 on the convnet) keeps the family's other options, a clear one (2–3 % short, as int8
+  on a model with small logit margins) hands the next picks to the precisions that passed;
+* a configuration whose numbers already passed here keeps its score.
+
+On the leave-one-out grids of ``bench/warm_start.py`` (the real search loop, replayed), this
+took two of the three models where int8 breaks accuracy from 8 and 7 trials to 2; the third
+(where one per-channel int8 scheme passes) went from 7 to 8; nothing else changed. Scales
+from 30 to 60 gave the same table, 20 a slightly worse one. The search's strong defaults
+wait until the plan is done.
+
 Transfer keeps backend, precision, int8 options, ORT flags, threads and batch; the
 variant only within the same workload (sha256 or name), the reference otherwise; the
 hardware becomes the new search's target. A configuration the new space does not allow
@@ -35,10 +55,12 @@ hardware becomes the new search's target. A configuration the new space does not
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from tuner.api import PRIOR_ATTR, SOURCE_ATTR, feasible
+from tuner.api import PLAN_ATTR, PRIOR_ATTR, SOURCE_ATTR, feasible
 from tuner.config import Configuration
 from tuner.constraints import Constraint, violations
 from tuner.errors import ConfigError
@@ -49,7 +71,10 @@ from tuner.search import DIGEST_ATTR, GRID_PARAM, RESULT_ATTR, Suggester, object
 from workloads.base import Workload
 
 NEIGHBOURS = 3
-TRANSFERS = 6  # configurations enqueued from similar pairs
+TRANSFERS = 6  # configurations measured from the plan
+PLAN_SIZE = 48  # ranked configurations kept in the plan to pick from
+QUALITY_METRICS = frozenset({"quality", "quality_ratio"})  # decided by the numbers computed
+QUALITY_MISS_SCALE = 40.0  # a quality miss by a fraction s of its bound: family scores × e^40s
 INFEASIBLE_PENALTY = 1.5  # an infeasible configuration's ratio is multiplied by this
 MISS_RATIO = 4.0  # how a failed configuration rates (and the cap of every ratio)
 
@@ -87,11 +112,30 @@ def distributions(suggester: Suggester, params: dict[str, Any]) -> dict[str, Any
     return found
 
 
+@dataclass(frozen=True)
+class Transfer:
+    """One planned configuration: Optuna params, its score (lower is better), its source."""
+
+    config: Configuration
+    params: dict[str, Any]
+    score: float
+    label: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"config": self.config.as_dict(), "params": self.params, "score": self.score,
+                "label": self.label}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Transfer:
+        return cls(Configuration.parse(raw["config"]), raw["params"], raw["score"],
+                   raw["label"])
+
+
 def warm_start(study: Any, suggester: Suggester, workload: Workload, *,
                store: KnowledgeStore, workload_fp: WorkloadFingerprint,
                hardware_fp: dict[str, Any], hardware: str, objectives: list[str],
                constraints: Sequence[Constraint]) -> dict[str, int]:
-    """Add priors and enqueue transferred configurations; return counts of each."""
+    """Add priors and store the transfer plan; return counts of each."""
     added = 0
     similar = []
     for neighbour in store.nearest(workload_fp, hardware_fp, NEIGHBOURS):
@@ -101,20 +145,62 @@ def warm_start(study: Any, suggester: Suggester, workload: Workload, *,
         else:
             similar.append(neighbour)
     ranked = ranked_transfers(store, similar, objectives[0], constraints, workload=workload,
-                              hardware=hardware, suggester=suggester)
-    for params, label in ranked[:TRANSFERS]:
-        study.enqueue_trial(params, user_attrs={SOURCE_ATTR: label}, skip_if_exists=True)
-    return {"priors": added, "enqueued": min(len(ranked), TRANSFERS)}
+                              hardware=hardware, suggester=suggester)[:PLAN_SIZE]
+    if ranked:
+        study.set_user_attr(PLAN_ATTR, [t.as_dict() for t in ranked])
+    return {"priors": added, "planned": len(ranked)}
+
+
+def next_transfer(plan: Sequence[Transfer], known: Sequence[TrialResult],
+                  constraints: Sequence[Constraint], taken: set[str]) -> Transfer | None:
+    """The plan's best configuration given what this search ``known``s (measured results
+    and priors); None when nothing untaken and worth measuring is left."""
+    quality = [c for c in constraints if c.metric in QUALITY_METRICS]
+    passed: set[str] = set()
+    failed: set[str] = set()
+    penalty: dict[tuple[Any, ...], float] = {}
+    for result in known:
+        if not result.ok or not quality:
+            continue
+        config = Configuration.parse(result.config)
+        shortfall = max(c.violation(result.metric(c.metric)) for c in quality)
+        if shortfall <= 0:
+            passed.add(_numerics(config))
+            continue
+        failed.add(_numerics(config))
+        family = _family(config)
+        penalty[family] = penalty.get(family, 1.0) * math.exp(
+            QUALITY_MISS_SCALE * min(shortfall, 1.0))
+    live = [t for t in plan if t.config.digest() not in taken
+            and _numerics(t.config) not in failed]
+
+    def score(t: Transfer) -> tuple[float, str]:
+        factor = 1.0 if _numerics(t.config) in passed else penalty.get(_family(t.config), 1.0)
+        return t.score * factor, t.config.digest()
+
+    return min(live, key=score, default=None)
+
+
+def _numerics(config: Configuration) -> str:
+    """Configurations with the same key compute the same numbers: they differ in threads."""
+    return config.with_updates(threads=1).digest()
+
+
+def _family(config: Configuration) -> tuple[Any, ...]:
+    """Configurations whose accuracy tends to move together: one model, one backend, one
+    kind of precision (every int8 scheme is one family; fp16 and fp32 are their own)."""
+    kind = "int8" if config.precision.is_int8 else config.precision.value
+    return config.variant, config.backend, kind, config.hardware
 
 
 def ranked_transfers(store: KnowledgeStore, neighbours: Sequence[Neighbour], objective: str,
                      constraints: Sequence[Constraint], *, workload: Workload, hardware: str,
-                     suggester: Suggester) -> list[tuple[dict[str, Any], str]]:
-    """Every configuration the neighbours measured that applies here, best score first:
-    (Optuna params, label naming the most similar neighbour that measured it)."""
+                     suggester: Suggester) -> list[Transfer]:
+    """Every configuration the neighbours measured that applies here, best score first,
+    labelled with the most similar neighbour that measured it."""
     minimize = METRIC_DIRECTIONS[objective] == "minimize"
     ratings: dict[str, list[tuple[float, float]]] = {}  # digest → (similarity, ratio)
-    found: dict[str, tuple[dict[str, Any], str]] = {}
+    found: dict[str, tuple[Configuration, dict[str, Any], str]] = {}
     for neighbour in neighbours:
         known = store.results(neighbour)
         good = {r.trial_id for r in feasible([r for r, _ in known], list(constraints))}
@@ -135,13 +221,13 @@ def ranked_transfers(store: KnowledgeStore, neighbours: Sequence[Neighbour], obj
                 * (1.0 if result.trial_id in good else INFEASIBLE_PENALTY))
             digest = mapped[0].digest()
             own[digest] = min(ratio, own.get(digest, MISS_RATIO))
-            found.setdefault(digest, (mapped[1], _label(neighbour, source)))
+            found.setdefault(digest, (*mapped, _label(neighbour, source)))
         for digest, ratio in own.items():
             ratings.setdefault(digest, []).append((neighbour.similarity, ratio))
     score = {d: sum(w * r for w, r in rated) / sum(w for w, _ in rated)
              for d, rated in ratings.items()}
-    return [found[d] for d in sorted(score, key=lambda d: (score[d], d))
-            if score[d] < MISS_RATIO]
+    return [Transfer(*found[d][:2], score[d], found[d][2])
+            for d in sorted(score, key=lambda d: (score[d], d)) if score[d] < MISS_RATIO]
 
 
 def _label(neighbour: Neighbour, source: str) -> str:
