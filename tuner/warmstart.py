@@ -38,18 +38,14 @@ property of this model's weights, and this search's own measurements are the bes
 * a quality miss raises the score of every untried configuration of the same precision
   family by ``exp(QUALITY_MISS_SCALE * shortfall)``: a near miss (0.1 % short, as per-tensor
   int8 on the convnet) keeps the family's other options, a clear one (2–3 % short, as int8
-  on a model with small logit margins) hands the next picks to the precisions that passed.
-  Configurations with the other weight-scale granularity (per-channel instead of per-tensor
-  or back) take half that exponent: per-channel scales are the usual remedy when per-tensor
-  int8 loses accuracy, so a miss of one says less about the other;
+  on a model with small logit margins) hands the next picks to the precisions that passed;
 * a configuration whose numbers already passed here keeps its score.
 
 On the leave-one-out grids of ``bench/warm_start.py`` (the real search loop, replayed), this
-took the three models where int8 breaks accuracy from 8, 7 and 7 trials to 2, 2 and 7 (cold:
-1, 4 and 6), and changed nothing else. The two scales were chosen on those same grids: the
-half-share for the other granularity decides the third model (7 trials instead of 8 with
-one shared penalty); scales of 40–80 with a cross term of 20–30 give the same table. The
-search's strong defaults wait until the plan is done.
+took two of the three models where int8 breaks accuracy from 8 and 7 trials to 2; the third
+(where one per-channel int8 scheme passes) went from 7 to 8; nothing else changed. Scales
+from 30 to 60 gave the same table, 20 a slightly worse one. The search's strong defaults
+wait until the plan is done.
 
 Transfer keeps backend, precision, int8 options, ORT flags, threads and batch; the
 variant only within the same workload (sha256 or name), the reference otherwise; the
@@ -78,8 +74,7 @@ NEIGHBOURS = 3
 TRANSFERS = 6  # configurations measured from the plan
 PLAN_SIZE = 48  # ranked configurations kept in the plan to pick from
 QUALITY_METRICS = frozenset({"quality", "quality_ratio"})  # decided by the numbers computed
-QUALITY_MISS_SCALE = 50.0  # a quality miss by a fraction s of its bound: family scores × e^50s
-OTHER_SCALES_SHARE = 0.5  # … × e^25s for the family's other weight scales (per-channel or not)
+QUALITY_MISS_SCALE = 40.0  # a quality miss by a fraction s of its bound: family scores × e^40s
 INFEASIBLE_PENALTY = 1.5  # an infeasible configuration's ratio is multiplied by this
 MISS_RATIO = 4.0  # how a failed configuration rates (and the cap of every ratio)
 
@@ -163,29 +158,25 @@ def next_transfer(plan: Sequence[Transfer], known: Sequence[TrialResult],
     quality = [c for c in constraints if c.metric in QUALITY_METRICS]
     passed: set[str] = set()
     failed: set[str] = set()
-    penalty: dict[tuple[Any, ...], float] = {}  # (family, per_channel) → score factor
+    penalty: dict[tuple[Any, ...], float] = {}
     for result in known:
         if not result.ok or not quality:
             continue
-        config = Configuration.parse(result.config).normalized()
+        config = Configuration.parse(result.config)
         shortfall = max(c.violation(result.metric(c.metric)) for c in quality)
         if shortfall <= 0:
             passed.add(_numerics(config))
             continue
         failed.add(_numerics(config))
-        for scales in (True, False, None):
-            share = 1.0 if scales == config.per_channel else OTHER_SCALES_SHARE
-            key = (*_family(config), scales)
-            penalty[key] = penalty.get(key, 1.0) * math.exp(
-                share * QUALITY_MISS_SCALE * min(shortfall, 1.0))
+        family = _family(config)
+        penalty[family] = penalty.get(family, 1.0) * math.exp(
+            QUALITY_MISS_SCALE * min(shortfall, 1.0))
     live = [t for t in plan if t.config.digest() not in taken
             and _numerics(t.config) not in failed]
 
     def score(t: Transfer) -> tuple[float, str]:
-        config = t.config.normalized()
-        factor = (1.0 if _numerics(config) in passed
-                  else penalty.get((*_family(config), config.per_channel), 1.0))
-        return t.score * factor, config.digest()
+        factor = 1.0 if _numerics(t.config) in passed else penalty.get(_family(t.config), 1.0)
+        return t.score * factor, t.config.digest()
 
     return min(live, key=score, default=None)
 
