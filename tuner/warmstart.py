@@ -44,8 +44,10 @@ property of this model's weights, and this search's own measurements are the bes
 On the leave-one-out grids of ``bench/warm_start.py`` (the real search loop, replayed), this
 took two of the three models where int8 breaks accuracy from 8 and 7 trials to 2; the third
 (where one per-channel int8 scheme passes) went from 7 to 8; nothing else changed. Scales
-from 30 to 60 gave the same table, 20 a slightly worse one. The search's strong defaults
-wait until the plan is done.
+from 30 to 60 gave the same table, 20 a slightly worse one. Three models added afterwards as
+a held-out check went 5 → 2, 11 → 12 and 0 → 0 trials (cold → warm); a per-channel-aware
+variant of the penalty that fitted the first twelve better did worse on them. The search's
+strong defaults wait until the plan is done.
 
 Transfer keeps backend, precision, int8 options, ORT flags, threads and batch; the
 variant only within the same workload (sha256 or name), the reference otherwise; the
