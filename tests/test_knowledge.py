@@ -188,10 +188,9 @@ def test_the_next_transfer_follows_what_this_search_measured(digits, quality, ex
     assert pick.label == expected
 
 
-def test_a_warm_search_leaves_int8_when_int8_breaks_accuracy_here(digits, tmp_path):
-    """The relative says int8; here every int8 configuration fails quality. After the first
-    int8 miss the plan goes to the precisions that passed, and the deferred defaults come
-    after the transfers."""
+def _int8_breaks_here(digits, tmp_path):
+    """A store whose relative says int8 (fast, accurate there), and this machine's table,
+    where every int8 configuration fails quality."""
     relative = {d: r.model_copy(update={"metrics": r.metrics.model_copy(update={
         "latency_p90_ms": (1.0 if r.config["precision"].startswith("int8") else 1.3)
         + 0.01 * i, "quality_ratio": 1.0})}) for i, (d, r) in enumerate(_table(digits).items())}
@@ -202,15 +201,49 @@ def test_a_warm_search_leaves_int8_when_int8_breaks_accuracy_here(digits, tmp_pa
     here = _with_baseline({d: r.model_copy(update={"metrics": r.metrics.model_copy(update={
         "quality_ratio": 0.95 if r.config["precision"].startswith("int8") else 1.0})})
         for d, r in _table(digits).items()}, digits)
+    return store, here
+
+
+def _sources(result, order):
+    return [result.knowledge.get(next(r.trial_id for r in result.results
+                                      if r.config_digest == d)) for d in order]
+
+
+def test_a_warm_search_leaves_int8_when_int8_breaks_accuracy_here(digits, tmp_path):
+    """After the first int8 miss the plan goes to the precisions that passed, and the
+    deferred defaults come after the transfers."""
+    store, here = _int8_breaks_here(digits, tmp_path)
     result, order = _search(digits, here, store, trials=10, defaults=True)
     precisions = [here[d].config["precision"] for d in order]
     assert precisions[0].startswith("int8")  # the relative's best goes first
     assert not precisions[1].startswith("int8")  # … and once it misses, int8 waits
-    sources = [result.knowledge.get(next(r.trial_id for r in result.results
-                                         if r.config_digest == d)) for d in order]
+    sources = _sources(result, order)
     assert all(s and "aws-c7i.large" in s for s in sources[:2])
     first_default = next(i for i, s in enumerate(sources) if s is None)
     assert all(s is None for s in sources[first_default:])  # defaults after the plan
+
+
+def test_a_search_stopped_inside_its_plan_resumes_it(digits, tmp_path):
+    """The plan and the deferred defaults live in the study: a search stopped after two
+    transfers takes the other four when it goes on, then the defaults, measuring nothing
+    twice."""
+    store, here = _int8_breaks_here(digits, tmp_path)
+    runs = []
+    for trials in (2, 12):
+        executor = TableExecutor(here, profiles={"local": 2})
+        result = optimize(digits, ["latency_p90_ms"], ["quality_ratio >= 0.99"],
+                          trials=trials, space=SPACE, seed=3, study="resumed",
+                          storage=f"sqlite:///{tmp_path / 'study.db'}", executor=executor,
+                          knowledge=store, defaults=True)
+        runs.append((result, executor.order[int(not runs):]))  # the baseline runs once
+    (first, before), (second, after) = runs
+    assert len(before) == 2 and not set(before) & set(after)
+    sources = _sources(first, before) + _sources(second, after)
+    assert sum(s is not None for s in sources) == 6  # six transfers in all
+    assert all(s is not None for s in sources[:6])  # … before any default
+    defaults = {Configuration(variant=digits.reference, precision="int8-static",
+                              hardware="local").normalized().digest()}
+    assert defaults & set(after[4:])
 
 
 def test_same_workload_and_machine_priors_inform_without_measuring(digits, tmp_path):
