@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tuner.api import optimize
-from tuner.config import Configuration
+from tuner.config import Configuration, numerics_digest
 from tuner.replay import TableExecutor
 from tuner.results import HardwareRef, Metrics, Stability, TrialResult, TrialState, WorkloadRef
 from tuner.search import MEMORY
@@ -100,3 +100,38 @@ def test_exploring_after_a_repeat_steps_one_decision_from_the_incumbent(digits):
         moved = space.build(_one_step(around, "ort_precision", rng))
         assert moved.precision != incumbent.precision
         assert (moved.variant, moved.threads, moved.batch) == ("mlp-64", 1, 1)
+
+
+@pytest.mark.parametrize("sampler", ["auto", "grid"])
+def test_a_thread_twin_of_a_quality_failure_is_never_measured(digits, sampler):
+    """The linear variant fails quality; its configurations on the other thread count
+    compute the same numbers, so the search answers them from the failure instead of
+    measuring — and still ends once nothing else is left (a budget it cannot use)."""
+    space = {"backend": "ort", "batch": 1, "threads": [1, 2], "variant": ["linear", "mlp-64"],
+             "precision": ["fp32", "fp16", "int8-dynamic"], "per_channel": False,
+             "int8_keep_fp32": 0, "int8_op_types": "all", "ort_graph_optimization": "all"}
+    configs = default_space(digits.variants, hardware=["local"],
+                            cores=2).restrict(space).configurations()
+    template = next(iter(_table(digits).values()))
+    table = {}
+    for index, config in enumerate([*configs, Configuration(variant=digits.reference,
+                                                            threads=2).normalized()]):
+        quality = 0.9 if config.variant == "linear" else 1.0
+        table[config.digest()] = template.model_copy(update={
+            "config_digest": config.digest(), "trial_id": f"s{index}",
+            "config": config.as_dict(), "metrics": template.metrics.model_copy(
+                update={"quality_ratio": quality, "latency_p90_ms": 1.0 + index})})
+    executor = TableExecutor(table, profiles={"local": 2})
+    result = optimize(digits, ["latency_p90_ms"], ["quality_ratio >= 0.99"], trials=1000,
+                      space=space, sampler=sampler, seed=1, storage=MEMORY, study="r",
+                      executor=executor)
+    measured = [table[d] for d in executor.order[1:]]
+    groups: dict[str, list] = {}
+    for r in measured:
+        groups.setdefault(numerics_digest(Configuration.parse(r.config)), []).append(r)
+    assert len(groups) == len(configs) // 2  # every group of numbers was measured …
+    for group in groups.values():  # … once if it failed quality, on both thread counts if not
+        assert len(group) == (1 if group[0].config["variant"] == "linear" else 2)
+    assert len(executor.order) == len(set(executor.order))
+    assert result.best is not None and result.best.config["variant"] == "mlp-64"
+    assert len(result.results) == len(measured)  # an inferred answer is no result of its own

@@ -16,8 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tuner.config import Configuration
-from tuner.constraints import Constraint, parse_constraints, unmet, violations
+from tuner.config import Configuration, numerics_digest
+from tuner.constraints import (
+    Constraint,
+    parse_constraints,
+    quality_shortfall,
+    unmet,
+    violations,
+)
 from tuner.errors import ConfigError, HardwareError
 from tuner.executor import Executor, RayExecutor
 from tuner.hardware import fingerprint, load_profile
@@ -47,6 +53,8 @@ if TYPE_CHECKING:
 SOURCE_ATTR = "knowledge_source"
 PRIOR_ATTR = "knowledge_prior"
 EXPLORE_ATTR = "explore_after_repeat"
+INFERRED_ATTR = "inferred_from"  # answered by a same-numbers twin that failed quality
+INFERRED_DIGEST_ATTR = "inferred_digest"  # the configuration so answered (not measured)
 KNOWLEDGE_USED_ATTR = "knowledge_used"  # priors + transfers a fresh study started from
 PLAN_ATTR = "knowledge_transfer_plan"  # ranked transfers the loop picks from, one at a time
 DEFERRED_ATTR = "deferred_defaults"  # strong defaults waiting for the transfers to finish
@@ -247,7 +255,8 @@ def _record_search(knowledge: KnowledgeStore, study: Any, search_id: str, sample
 def _measured_here(trial: Any) -> bool:
     """A trial this search ran, not a prior from the knowledge store nor a repeat answered
     from another trial's result."""
-    return PRIOR_ATTR not in trial.user_attrs and "duplicate_of" not in trial.user_attrs
+    return (PRIOR_ATTR not in trial.user_attrs and "duplicate_of" not in trial.user_attrs
+            and INFERRED_ATTR not in trial.user_attrs)
 
 
 def _fingerprints(workload: Workload, profile: Any,
@@ -290,13 +299,18 @@ class _SearchLoop:
         self.workload, self.study, self.suggester = workload, study, suggester
         self.executor, self.objectives, self.constraints = executor, objectives, constraints
         self.seed, self.progress = seed, progress
-        self.cache = measured_digests(study)
+        self.cache: dict[str, TrialResult] = {}
+        self.failed_numerics: dict[str, TrialResult] = {}  # see _remember
+        for result in measured_digests(study).values():
+            self._remember(result)
         self.waiting: dict[str, list[Any]] = {}
         self.failures = 0
         self.space_exhausted = False
         from tuner.warmstart import Transfer
 
         self.plan = [Transfer.from_dict(t) for t in study.user_attrs.get(PLAN_ATTR, [])]
+        self.inferred = {t.user_attrs[INFERRED_DIGEST_ATTR] for t in study.get_trials(
+            deepcopy=False) if INFERRED_DIGEST_ATTR in t.user_attrs}
 
     def baseline(self, config: Configuration) -> TrialResult:
         """The ORT default fp32 reference, measured first (once per study)."""
@@ -309,7 +323,8 @@ class _SearchLoop:
             for running, outcome in self.executor.wait(1.0):
                 result = self._as_result(running.config, outcome)
                 self.study.set_user_attr("baseline", result.model_dump_json())
-                self.cache.setdefault(result.config_digest, result)
+                if result.config_digest not in self.cache:
+                    self._remember(result)
                 self._emit("baseline", result=result)
                 return result
 
@@ -341,7 +356,10 @@ class _SearchLoop:
 
         The budget counts measured trials. A suggestion equal to a finished configuration
         is answered from its stored result, one equal to a configuration in flight waits
-        for that result; neither is measured again nor counts. After such a repeat the next
+        for that result; neither is measured again nor counts. Nor is one that computes the
+        same numbers as a configuration that failed a quality constraint here (it differs
+        only in threads): it is answered by that result, marked ``inferred_from``, and never
+        reported as measured. After such a repeat the next
         trial is an unmeasured configuration near the incumbent (:meth:`_explore`), so that
         a sampler stuck on known ground — typically TPE started from priors — keeps
         learning; when no unmeasured configuration is left, the search ends.
@@ -359,7 +377,8 @@ class _SearchLoop:
                 if self.suggester.grid is None:
                     return self.space_exhausted
                 running = {r.config.digest() for r in self.executor.running.values()}
-                return {c.digest() for c in self.suggester.grid} <= set(self.cache) | running
+                return ({c.digest() for c in self.suggester.grid}
+                        <= set(self.cache) | running | self.inferred)
 
             if in_flight == 0 and (finished >= budget or out_of_time or exhausted()):
                 return
@@ -372,7 +391,7 @@ class _SearchLoop:
             for running, outcome in self.executor.wait(1.0):
                 result = self._as_result(running.config, outcome)
                 tell(self.study, running.key, result, self.objectives, self.constraints)
-                self.cache[result.config_digest] = result
+                self._remember(result)
                 for twin in self.waiting.pop(running.config.digest(), []):
                     twin.set_user_attr("duplicate_of", result.trial_id)
                     tell(self.study, twin, result, self.objectives, self.constraints)
@@ -392,6 +411,14 @@ class _SearchLoop:
             tell(self.study, trial, known, self.objectives, self.constraints)
             self._explore()
             return "answered"
+        twin = self._failed_twin(config)
+        if twin is not None:
+            trial.set_user_attr(INFERRED_ATTR, twin.trial_id)
+            trial.set_user_attr(INFERRED_DIGEST_ATTR, digest)
+            self.inferred.add(digest)
+            tell(self.study, trial, twin, self.objectives, self.constraints)
+            self._explore()
+            return "answered"
         if any(r.config.digest() == digest for r in self.executor.running.values()):
             self.waiting.setdefault(digest, []).append(trial)
             self._explore()
@@ -399,6 +426,18 @@ class _SearchLoop:
         self.executor.submit(trial, self.workload, config, seed=self.seed)
         self._emit("running", config=config)
         return "submitted"
+
+    def _remember(self, result: TrialResult) -> None:
+        """Cache ``result``; if it failed a quality constraint, note its numerics: every
+        configuration computing the same numbers (one that differs only in threads) would
+        fail it the same way, so none is worth measuring."""
+        self.cache[result.config_digest] = result
+        if quality_shortfall(self.constraints, result) > 0:
+            key = numerics_digest(Configuration.parse(result.config))
+            self.failed_numerics.setdefault(key, result)
+
+    def _failed_twin(self, config: Configuration) -> TrialResult | None:
+        return self.failed_numerics.get(numerics_digest(config))
 
     def _plan_next(self) -> None:
         """When nothing else waits, enqueue the transfer that is best given what this search
@@ -436,6 +475,9 @@ class _SearchLoop:
 
         taken = set(self.cache) | {r.config.digest() for r in self.executor.running.values()}
         rng = random.Random(f"{self.seed}-{len(taken)}")
+        def settled(config: Configuration) -> bool:
+            return config.digest() in taken or numerics_digest(config) in self.failed_numerics
+
         incumbent = _best(feasible(list(self.cache.values()), self.constraints),
                           self.objectives[0])
         around = (self.suggester.params_for(Configuration.parse(incumbent.config))
@@ -447,10 +489,10 @@ class _SearchLoop:
             else:
                 config = self.suggester.space.build(lambda _name, choices: rng.choice(choices))
             params = self.suggester.params_for(config)
-            if config.digest() not in taken and params is not None:
+            if params is not None and not settled(config):
                 self.study.enqueue_trial(params, user_attrs={EXPLORE_ATTR: True})
                 return
-        left = [c for c in self.suggester.space.configurations() if c.digest() not in taken]
+        left = [c for c in self.suggester.space.configurations() if not settled(c)]
         if left:
             params = self.suggester.params_for(rng.choice(left))
             self.study.enqueue_trial(params, user_attrs={EXPLORE_ATTR: True})

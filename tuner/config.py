@@ -211,6 +211,13 @@ class Configuration(BaseModel):
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def numerics_digest(config: Configuration) -> str:
+    """Equal for configurations that compute the same numbers: they differ only in threads
+    (ONNX Runtime's CPU kernels split work by output, so the thread count does not change
+    a result; every bench grid here shows the same quality on 1 and 2 threads)."""
+    return config.with_updates(threads=1).digest()
+
+
 def parse_assignments(pairs: list[str]) -> dict[str, str]:
     """Turn ``["key=value", …]`` (CLI ``--set``) into a dict, rejecting malformed items."""
     result: dict[str, str] = {}

@@ -20,6 +20,7 @@ from tuner.errors import ConstraintError
 from tuner.results import METRICS, Stability, TrialResult
 
 MEASURED_POWER_SOURCES = frozenset({"meter", "rapl", "nvml"})
+QUALITY_METRICS = frozenset({"quality", "quality_ratio"})  # decided by the numbers computed
 POWER_METRICS = frozenset({"power_w", "energy_mj_per_inference"})
 
 _OPERATORS: dict[str, Callable[[float, float], bool]] = {
@@ -105,6 +106,15 @@ def violations(constraints: Iterable[Constraint], result: TrialResult) -> list[f
     if not result.ok:
         return [math.inf for _ in constraints]
     return [c.evaluate(result)[1] for c in constraints]
+
+
+def quality_shortfall(constraints: Iterable[Constraint], result: TrialResult) -> float:
+    """How far ``result`` misses its quality constraints, relative to each bound (the worst
+    one; <= 0 when all hold or there are none; 0 for a failed trial, which says nothing
+    about the numbers). Stability plays no part: it is about timing, not numbers."""
+    gaps = [c.violation(result.metric(c.metric)) for c in constraints
+            if c.metric in QUALITY_METRICS]
+    return max(gaps) if gaps and result.ok else 0.0
 
 
 def unmet(constraints: Iterable[Constraint], result: TrialResult) -> list[str]:

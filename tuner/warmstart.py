@@ -63,8 +63,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from tuner.api import PLAN_ATTR, PRIOR_ATTR, SOURCE_ATTR, feasible
-from tuner.config import Configuration
-from tuner.constraints import Constraint, violations
+from tuner.config import Configuration, numerics_digest
+from tuner.constraints import Constraint, quality_shortfall, violations
 from tuner.errors import ConfigError
 from tuner.fingerprint import WorkloadFingerprint
 from tuner.knowledge import KnowledgeStore, Neighbour
@@ -75,7 +75,6 @@ from workloads.base import Workload
 NEIGHBOURS = 3
 TRANSFERS = 6  # configurations measured from the plan
 PLAN_SIZE = 48  # ranked configurations kept in the plan to pick from
-QUALITY_METRICS = frozenset({"quality", "quality_ratio"})  # decided by the numbers computed
 QUALITY_MISS_SCALE = 40.0  # a quality miss by a fraction s of its bound: family scores × e^40s
 INFEASIBLE_PENALTY = 1.5  # an infeasible configuration's ratio is multiplied by this
 MISS_RATIO = 4.0  # how a failed configuration rates (and the cap of every ratio)
@@ -157,35 +156,30 @@ def next_transfer(plan: Sequence[Transfer], known: Sequence[TrialResult],
                   constraints: Sequence[Constraint], taken: set[str]) -> Transfer | None:
     """The plan's best configuration given what this search ``known``s (measured results
     and priors); None when nothing untaken and worth measuring is left."""
-    quality = [c for c in constraints if c.metric in QUALITY_METRICS]
     passed: set[str] = set()
     failed: set[str] = set()
     penalty: dict[tuple[Any, ...], float] = {}
     for result in known:
-        if not result.ok or not quality:
+        if not result.ok:
             continue
         config = Configuration.parse(result.config)
-        shortfall = max(c.violation(result.metric(c.metric)) for c in quality)
+        shortfall = quality_shortfall(constraints, result)
         if shortfall <= 0:
-            passed.add(_numerics(config))
+            passed.add(numerics_digest(config))
             continue
-        failed.add(_numerics(config))
+        failed.add(numerics_digest(config))
         family = _family(config)
         penalty[family] = penalty.get(family, 1.0) * math.exp(
             QUALITY_MISS_SCALE * min(shortfall, 1.0))
     live = [t for t in plan if t.config.digest() not in taken
-            and _numerics(t.config) not in failed]
+            and numerics_digest(t.config) not in failed]
 
     def score(t: Transfer) -> tuple[float, str]:
-        factor = 1.0 if _numerics(t.config) in passed else penalty.get(_family(t.config), 1.0)
+        factor = (1.0 if numerics_digest(t.config) in passed
+                  else penalty.get(_family(t.config), 1.0))
         return t.score * factor, t.config.digest()
 
     return min(live, key=score, default=None)
-
-
-def _numerics(config: Configuration) -> str:
-    """Configurations with the same key compute the same numbers: they differ in threads."""
-    return config.with_updates(threads=1).digest()
 
 
 def _family(config: Configuration) -> tuple[Any, ...]:
