@@ -54,7 +54,6 @@ SOURCE_ATTR = "knowledge_source"
 PRIOR_ATTR = "knowledge_prior"
 EXPLORE_ATTR = "explore_after_repeat"
 INFERRED_ATTR = "inferred_from"  # answered by a same-numbers twin that failed quality
-INFERRED_DIGEST_ATTR = "inferred_digest"  # the configuration so answered (not measured)
 KNOWLEDGE_USED_ATTR = "knowledge_used"  # priors + transfers a fresh study started from
 PLAN_ATTR = "knowledge_transfer_plan"  # ranked transfers the loop picks from, one at a time
 DEFERRED_ATTR = "deferred_defaults"  # strong defaults waiting for the transfers to finish
@@ -309,8 +308,8 @@ class _SearchLoop:
         from tuner.warmstart import Transfer
 
         self.plan = [Transfer.from_dict(t) for t in study.user_attrs.get(PLAN_ATTR, [])]
-        self.inferred = {t.user_attrs[INFERRED_DIGEST_ATTR] for t in study.get_trials(
-            deepcopy=False) if INFERRED_DIGEST_ATTR in t.user_attrs}
+        # digest → numerics of every grid point, once: exhaustion counts known failures' twins
+        self.grid_numerics = {c.digest(): numerics_digest(c) for c in suggester.grid or []}
 
     def baseline(self, config: Configuration) -> TrialResult:
         """The ORT default fp32 reference, measured first (once per study)."""
@@ -359,10 +358,10 @@ class _SearchLoop:
         for that result; neither is measured again nor counts. Nor is one that computes the
         same numbers as a configuration that failed a quality constraint here (it differs
         only in threads): it is answered by that result, marked ``inferred_from``, and never
-        reported as measured. After such a repeat the next
-        trial is an unmeasured configuration near the incumbent (:meth:`_explore`), so that
-        a sampler stuck on known ground — typically TPE started from priors — keeps
-        learning; when no unmeasured configuration is left, the search ends.
+        reported as measured. After such a repeat the next trial is an unmeasured
+        configuration near the incumbent (:meth:`_explore`), so that a sampler stuck on
+        known ground — typically TPE started from priors — keeps learning; when no
+        unmeasured configuration is left, the search ends.
         """
         start = time.monotonic()
         parallel = max(1, sum(self.executor.targets().get(h, 0)
@@ -376,9 +375,10 @@ class _SearchLoop:
             def exhausted() -> bool:
                 if self.suggester.grid is None:
                     return self.space_exhausted
-                running = {r.config.digest() for r in self.executor.running.values()}
-                return ({c.digest() for c in self.suggester.grid}
-                        <= set(self.cache) | running | self.inferred)
+                done = set(self.cache) | {r.config.digest()
+                                          for r in self.executor.running.values()}
+                return all(d in done or n in self.failed_numerics
+                           for d, n in self.grid_numerics.items())
 
             if in_flight == 0 and (finished >= budget or out_of_time or exhausted()):
                 return
@@ -414,8 +414,6 @@ class _SearchLoop:
         twin = self._failed_twin(config)
         if twin is not None:
             trial.set_user_attr(INFERRED_ATTR, twin.trial_id)
-            trial.set_user_attr(INFERRED_DIGEST_ATTR, digest)
-            self.inferred.add(digest)
             tell(self.study, trial, twin, self.objectives, self.constraints)
             self._explore()
             return "answered"
@@ -475,6 +473,7 @@ class _SearchLoop:
 
         taken = set(self.cache) | {r.config.digest() for r in self.executor.running.values()}
         rng = random.Random(f"{self.seed}-{len(taken)}")
+
         def settled(config: Configuration) -> bool:
             return config.digest() in taken or numerics_digest(config) in self.failed_numerics
 
