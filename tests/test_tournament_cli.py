@@ -20,10 +20,11 @@ from tuner import userconfig
 from tuner.cli import main
 from tuner.client import LeaderboardClient, LeaderboardFailed, LeaderboardRefused
 from tuner.commands.demo import LeaderboardProcess
-from tuner.commands.tournament import idempotency_key, tournament_body
+from tuner.commands.tournament import idempotency_key, submit_baseline, tournament_body
 from tuner.commands.verify import parse_target
 from tuner.errors import SubmissionRejected
 from tuner.fingerprint import WorkloadFingerprint
+from tuner.results import TrialResult
 
 ADMIN_TOKEN = "cli-test-admin-token"
 OPEN = "digits-open"
@@ -189,6 +190,33 @@ def test_submit_picks_from_optimize_json(user: Path, admin: LeaderboardClient,
     assert main(["submit", "-t", OPEN, str(path)]) == 0  # the front: one new, one replayed
     rows = [r for r in admin.leaderboard(OPEN)["data"] if r["participant"] == "erin"]
     assert len(rows) == 2
+
+
+def test_baseline_is_posted_only_when_its_measurement_counts(
+        admin: LeaderboardClient, record: dict[str, Any],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """An unstable or failed baseline would be refused by the checker (and used to stop the
+    demo): it is left off the board with one line saying why."""
+    def baselines() -> list[dict[str, Any]]:
+        return [r for r in admin.leaderboard(OPEN)["data"] if r["is_baseline"]]
+
+    before = len(baselines())
+    unstable = TrialResult.model_validate(record | {"trial_id": uuid.uuid4().hex, "metrics": (
+        record["metrics"] | {"stability": "unstable", "cv": 0.23})})
+    failed = TrialResult.model_validate(
+        record | {"trial_id": uuid.uuid4().hex, "state": "failed",
+                  "error": "measure: worker crashed", "failed_stage": "measure"})
+    assert submit_baseline(admin, OPEN, unstable) is None
+    assert submit_baseline(admin, OPEN, failed) is None
+    assert submit_baseline(admin, OPEN, None) is None
+    out = capsys.readouterr().out
+    assert "baseline not submitted: its measurement is unstable (CV 0.23)" in out
+    assert "baseline not submitted: measure: worker crashed" in out
+    assert len(baselines()) == before
+
+    stable = TrialResult.model_validate(record | {"trial_id": uuid.uuid4().hex})
+    posted = submit_baseline(admin, OPEN, stable)
+    assert posted is not None and len(baselines()) == before + 1
 
 
 @pytest.mark.parametrize(("slug", "expected"), [

@@ -197,7 +197,7 @@ def demo_command(
     import workloads
     from tuner.api import optimize
     from tuner.commands.optimize import LiveView
-    from tuner.commands.tournament import idempotency_key, leaderboard_table, submit_records
+    from tuner.commands.tournament import leaderboard_table, submit_baseline, submit_records
     from tuner.commands.verify import LATENCY_TOLERANCE, QUALITY_TOLERANCE, referee
     from tuner.paths import home
 
@@ -217,9 +217,7 @@ def demo_command(
                           f"Pareto front of {len(result.front)}")
             submit_records(client, slug, result.front, method="podium demo: Optuna over ORT "
                                                               "variants, precisions, threads")
-            if result.baseline is not None and result.baseline.ok:
-                client.submit(slug, result.baseline.model_dump(mode="json"), baseline=True,
-                              idempotency_key=idempotency_key(slug, result.baseline))
+            submit_baseline(client, slug, result.baseline)
             referee(client, slug, top=REFEREE_TOP, latency_tolerance=LATENCY_TOLERANCE,
                     quality_tolerance=QUALITY_TOLERANCE, timeout_s=600.0)
             console.print(leaderboard_table(client.leaderboard(slug)))

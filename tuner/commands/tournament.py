@@ -20,7 +20,7 @@ from tuner import userconfig
 from tuner.client import LeaderboardClient, LeaderboardRefused
 from tuner.commands.output import console, format_value
 from tuner.errors import InputError, SubmissionRejected, WorkloadError
-from tuner.results import TrialResult
+from tuner.results import Stability, TrialResult
 
 _NO_TOURNAMENT = "no tournament {slug!r} at {url} (list them with `podium tournament list`)"
 _BAD_RESULT = "{path} is not an optimize or `trial run` JSON: {reason}"
@@ -244,6 +244,26 @@ def submit_records(client: LeaderboardClient, slug: str, records: list[TrialResu
             n=len(rejected), total=len(records), reasons=" | ".join(reasons)),
             reasons=[reason for _, e in rejected for reason in e.reasons])
     return accepted
+
+
+def submit_baseline(client: LeaderboardClient, slug: str,
+                    baseline: TrialResult | None) -> dict[str, Any] | None:
+    """Post the search's fp32 reference as the tournament's baseline row (admin token).
+
+    A failed or unstable baseline is not posted (the checker would refuse an unstable one,
+    MEASUREMENT.md rule 4): a line says why and the caller goes on without a baseline row.
+    """
+    if baseline is None or not baseline.ok:
+        reason = baseline.error if baseline is not None else "none was measured"
+        console.print(f"baseline not submitted: {reason}", soft_wrap=True)
+        return None
+    if baseline.metrics.stability is Stability.UNSTABLE:
+        console.print(f"baseline not submitted: its measurement is unstable (CV "
+                      f"{format_value(baseline.metrics.cv)}); re-measure on a quiet machine",
+                      soft_wrap=True)
+        return None
+    return client.submit(slug, baseline.model_dump(mode="json"), baseline=True,
+                         idempotency_key=idempotency_key(slug, baseline))
 
 
 def open_submission(slug: str, workload: Any) -> LeaderboardClient:
