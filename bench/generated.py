@@ -112,6 +112,17 @@ def mlp_tall(path: Path) -> tuple[int, ...]:
     return _mlp(path, 21, (128, 512, 512, 512), 10)
 
 
+def mlp_slim(path: Path) -> tuple[int, ...]:
+    """64 → 256 → 256 → 10: second held-out batch (added before the plan-ending rule was
+    checked on them)."""
+    return _mlp(path, 31, (64, 256, 256), 10)
+
+
+def mlp_broad(path: Path) -> tuple[int, ...]:
+    """384 → 768 → 768 → 12: second held-out batch."""
+    return _mlp(path, 32, (384, 768, 768), 12)
+
+
 def _conv(path: Path, seed: int, size: int, widths: tuple[int, ...],
           pools: tuple[bool, ...]) -> tuple[int, ...]:
     """3×size×size image: 3×3 conv + ReLU stages (each optionally max-pooled), global
@@ -151,6 +162,12 @@ def conv_wide(path: Path) -> tuple[int, ...]:
     return _conv(path, 22, 48, (64, 128, 256), (True, True, True))
 
 
+def conv_deep(path: Path) -> tuple[int, ...]:
+    """3×40×40 image: four stages (24, 48, 48, 96 channels), three pooled — second
+    held-out batch."""
+    return _conv(path, 33, 40, (24, 48, 48, 96), (True, False, True, True))
+
+
 def _attention(path: Path, seed: int, seq: int, width: int, blocks: int) -> tuple[int, ...]:
     """Token ids → embedding → ``blocks`` pre-LN single-head self-attention blocks with a
     4× FFN → 8 tags per token."""
@@ -188,15 +205,23 @@ def attention_large(path: Path) -> tuple[int, ...]:
     return _attention(path, 19, 128, 256, 2)
 
 
+def attention_small(path: Path) -> tuple[int, ...]:
+    """One block, 48 tokens, width 96 — second held-out batch."""
+    return _attention(path, 34, 48, 96, 1)
+
+
 # Three families (dense, convolutional, attention) at several sizes: a knowledge store
-# with relatives of a new model is the case warm start is for. The last three were added
-# after the transfer plan's scales had been chosen on the others: a held-out check.
+# with relatives of a new model is the case warm start is for. Held-out checks: the three
+# after gen-attention-large were added after the transfer plan's scales had been chosen on
+# the others; the last four after the plan-ending rule had been chosen on the first 15.
 GENERATED: dict[str, Callable[[Path], tuple[int, ...]]] = {
     "gen-mlp-wide": mlp_wide, "gen-mlp-deep": mlp_deep, "gen-mlp-mid": mlp_mid,
     "gen-mlp-huge": mlp_huge, "gen-conv-small": conv_small, "gen-conv-mid": conv_mid,
     "gen-conv-large": conv_large, "gen-attention": attention,
     "gen-attention-large": attention_large, "gen-mlp-tall": mlp_tall,
-    "gen-conv-wide": conv_wide, "gen-attention-mid": attention_mid}
+    "gen-conv-wide": conv_wide, "gen-attention-mid": attention_mid,
+    "gen-mlp-slim": mlp_slim, "gen-mlp-broad": mlp_broad, "gen-conv-deep": conv_deep,
+    "gen-attention-small": attention_small}
 
 
 def build(name: str, folder: Path) -> Workload:
