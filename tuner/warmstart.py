@@ -39,7 +39,14 @@ property of this model's weights, and this search's own measurements are the bes
   family by ``exp(QUALITY_MISS_SCALE * shortfall)``: a near miss (0.1 % short, as per-tensor
   int8 on the convnet) keeps the family's other options, a clear one (2–3 % short, as int8
   on a model with small logit margins) hands the next picks to the precisions that passed;
-* a configuration whose numbers already passed here keeps its score.
+* a configuration whose numbers already passed here keeps its score;
+* a planned configuration that misses a quality bound by ``PLAN_REFUTED`` (2 %) or more
+  ends the plan: the relatives' ranking put it first and this model's weights refuted it,
+  so what is left of the ranking is a guess about accuracy, and the search goes on as a
+  cold one would (the strong defaults, then the sampler). Without this, the penalty kept
+  the plan going to slower precisions that passed, and constrained TPE, seeing only those
+  as feasible, stayed near them: on a random-weight MLP where one per-channel int8 scheme
+  passes (gen-mlp-wide) warm took 9 trials to cold's 5; with it, 5.
 
 On the leave-one-out grids of ``bench/warm_start.py`` (the real search loop, replayed), this
 took two of the three models where int8 breaks accuracy from 8 and 7 trials to 2; the third
@@ -77,6 +84,7 @@ TRANSFERS = 6  # configurations measured from the plan
 PLAN_SIZE = 48  # ranked configurations kept in the plan to pick from
 QUALITY_MISS_SCALE = 40.0  # a quality miss by a fraction s of its bound: family scores × e^40s
 INFEASIBLE_PENALTY = 1.5  # an infeasible configuration's ratio is multiplied by this
+PLAN_REFUTED = 0.02  # a planned configuration this far short of a quality bound ends the plan
 MISS_RATIO = 4.0  # how a failed configuration rates (and the cap of every ratio)
 
 
@@ -155,10 +163,12 @@ def warm_start(study: Any, suggester: Suggester, workload: Workload, *,
 def next_transfer(plan: Sequence[Transfer], known: Sequence[TrialResult],
                   constraints: Sequence[Constraint], taken: set[str]) -> Transfer | None:
     """The plan's best configuration given what this search ``known``s (measured results
-    and priors); None when nothing untaken and worth measuring is left."""
+    and priors); None when nothing untaken and worth measuring is left, or when a planned
+    configuration clearly failed quality here (the plan is refuted)."""
     passed: set[str] = set()
     failed: set[str] = set()
     penalty: dict[tuple[Any, ...], float] = {}
+    planned = {t.config.digest() for t in plan}
     for result in known:
         if not result.ok:
             continue
@@ -167,6 +177,8 @@ def next_transfer(plan: Sequence[Transfer], known: Sequence[TrialResult],
         if shortfall <= 0:
             passed.add(numerics_digest(config))
             continue
+        if shortfall >= PLAN_REFUTED and config.digest() in planned:
+            return None
         failed.add(numerics_digest(config))
         family = _family(config)
         penalty[family] = penalty.get(family, 1.0) * math.exp(
