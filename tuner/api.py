@@ -375,9 +375,8 @@ class _SearchLoop:
             def exhausted() -> bool:
                 if self.suggester.grid is None:
                     return self.space_exhausted
-                done = set(self.cache) | {r.config.digest()
-                                          for r in self.executor.running.values()}
-                return all(d in done or n in self.failed_numerics
+                taken = self._taken()
+                return all(d in taken or n in self.failed_numerics
                            for d, n in self.grid_numerics.items())
 
             if in_flight == 0 and (finished >= budget or out_of_time or exhausted()):
@@ -434,6 +433,10 @@ class _SearchLoop:
             key = numerics_digest(Configuration.parse(result.config))
             self.failed_numerics.setdefault(key, result)
 
+    def _taken(self) -> set[str]:
+        """Digests of the configurations measured here or in flight."""
+        return set(self.cache) | {r.config.digest() for r in self.executor.running.values()}
+
     def _failed_twin(self, config: Configuration) -> TrialResult | None:
         return self.failed_numerics.get(numerics_digest(config))
 
@@ -450,9 +453,8 @@ class _SearchLoop:
             return
         taken = sum(1 for t in trials if SOURCE_ATTR in t.user_attrs
                     and PRIOR_ATTR not in t.user_attrs)
-        running = {r.config.digest() for r in self.executor.running.values()}
         pick = next_transfer(self.plan, list(self.cache.values()), self.constraints,
-                             set(self.cache) | running) if taken < TRANSFERS else None
+                             self._taken()) if taken < TRANSFERS else None
         if pick is not None:
             self.study.enqueue_trial(pick.params, user_attrs={SOURCE_ATTR: pick.label})
             return
@@ -471,7 +473,7 @@ class _SearchLoop:
         """
         import random
 
-        taken = set(self.cache) | {r.config.digest() for r in self.executor.running.values()}
+        taken = self._taken()
         rng = random.Random(f"{self.seed}-{len(taken)}")
 
         def settled(config: Configuration) -> bool:
