@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from tests import onnx_models
@@ -10,6 +12,7 @@ from tuner.api import optimize
 from tuner.config import Configuration
 from tuner.constraints import parse_constraints
 from tuner.fingerprint import (
+    WorkloadFingerprint,
     hardware_hash,
     model_fingerprint,
     similarity,
@@ -62,6 +65,11 @@ def test_fingerprints_are_stable_and_tell_models_and_machines_apart(digits, tmp_
     local, c7i = fingerprint(load_profile("local")), fingerprint(load_profile("aws-c7i.large"))
     assert hardware_hash(local) == hardware_hash(fingerprint(load_profile("local")))
     assert hardware_hash(local) != hardware_hash(c7i)
+    # The workload's fingerprint adds the fragility of its outputs, outside the graph's hash.
+    whole = workload_fingerprint(digits)
+    assert whole.fragility is not None and 0.0 <= whole.fragility <= 1.0
+    assert whole.hash == model_fingerprint(digits.model_path(digits.reference)).hash
+    assert WorkloadFingerprint.from_dict(whole.as_dict()) == whole
 
 
 def test_transfer_maps_what_applies_and_drops_the_rest(digits):
@@ -152,6 +160,37 @@ def test_transfers_rank_what_did_well_across_neighbours_above_one_neighbours_bes
                         suggester=suggester)[1] for d in (y, x)]
     assert [t.params for t in ranked[:2]] == digests
     assert "aws-c7a.large" in ranked[0].label  # labelled with the nearest neighbour
+
+
+@pytest.mark.parametrize(("own", "loss", "first"), [
+    (0.0, 0.03, "x"),  # robust here: a few fragile rows flipped there cannot flip here
+    (0.15, 0.03, "y"),  # as fragile here: the loss transfers
+    (None, 0.03, "y"),  # fragility unknown here: the loss transfers
+    (0.0, 0.30, "y")])  # more than the relative's fragile rows: its numbers broke
+def test_a_relatives_quality_loss_counts_as_far_as_this_workloads_rows_can_flip(
+        digits, tmp_path, own, loss, first):
+    """X is the relative's fastest but loses ``loss`` of its quality there (whose outputs
+    have 15 % fragile rows); Y is 10 % slower and keeps it."""
+    table = _table(digits)
+    x, y = [d for d, r in table.items() if r.config["variant"] == digits.reference
+            and r.config["batch"] == 1 and r.config["threads"] == 1][:2]
+    relative = {d: r.model_copy(update={"metrics": r.metrics.model_copy(update={
+        "latency_p90_ms": {x: 1.0, y: 1.1}.get(d, 9.0),
+        "quality_ratio": 1.0 - loss if d == x else 1.0})}) for d, r in table.items()}
+    store = KnowledgeStore(tmp_path / "k.db")
+    fragile = replace(workload_fingerprint(digits), fragility=0.15)
+    store.record(_relabel(relative, fingerprint(load_profile("aws-c7i.large"))).values(),
+                 fragile, "relative study")
+    suggester = Suggester(default_space(digits.variants, hardware=["local"], cores=2)
+                          .restrict(SPACE), grid=False)
+    neighbours = store.nearest(workload_fingerprint(digits), fingerprint(load_profile("local")))
+    assert neighbours[0].fragility == 0.15
+    ranked = ranked_transfers(store, neighbours, "latency_p90_ms",
+                              parse_constraints(["quality_ratio >= 0.99"]), workload=digits,
+                              hardware="local", suggester=suggester, fragility=own)
+    expected = transfer(table[{"x": x, "y": y}[first]], workload=digits, hardware="local",
+                        suggester=suggester)[1]
+    assert ranked[0].params == expected
 
 
 def _measured(template, config, quality):

@@ -7,6 +7,7 @@ import workloads
 from tests import onnx_models
 from tuner.errors import WorkloadError
 from workloads.base import Metric
+from workloads.quality import fragile_share
 
 
 def test_registry_lists_the_builtins():
@@ -97,3 +98,15 @@ def test_bad_user_input_is_refused_and_nothing_is_cached(tmp_path, podium_home, 
     assert fragment in str(error.value)
     assert "\n" not in str(error.value)
     assert _count(podium_home) == before
+
+
+def test_fragile_share_counts_the_rows_a_small_change_can_flip(digits):
+    """Rows whose top two scores are within a fifth of the row's spread are fragile."""
+    wide, close = [0.0, 0.0, 0.0, 10.0], [0.0, 0.0, 9.9, 10.0]  # row std about 4.3
+    scores = np.array([wide, wide, wide, close])
+    assert fragile_share(Metric.AGREEMENT, scores) == 0.25
+    assert fragile_share(Metric.ACCURACY, scores[:, None, :]) == 0.25  # rows of any rank
+    assert fragile_share(Metric.RELATIVE_ERROR, scores) is None
+    assert fragile_share(Metric.AGREEMENT, scores[:, :1]) is None  # one score per row
+    # A trained classifier's fp32 outputs keep wide margins on its own evaluation data.
+    assert fragile_share(digits.metric, digits.reference_outputs) < 0.01

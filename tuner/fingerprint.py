@@ -14,7 +14,7 @@ import contextlib
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,17 +31,26 @@ def _digest(payload: Any) -> str:
 
 @dataclass(frozen=True)
 class WorkloadFingerprint:
-    """A summary of one ONNX graph; ``inputs`` are ``[name, dtype, dims]`` triples."""
+    """A summary of one ONNX graph; ``inputs`` are ``[name, dtype, dims]`` triples.
+
+    ``fragility`` is not the graph's: it is the share of the workload's fp32 output rows a
+    small numeric change can flip (:func:`workloads.quality.fragile_share`), a property of
+    the weights and data that the graph cannot show. It is left out of the hash, so a
+    record made before it existed still keys the same graph.
+    """
 
     ops: dict[str, int]
     parameters: int
     flops: int
     inputs: list[list[Any]] = field(default_factory=list)
     opset: int = 0
+    fragility: float | None = None
 
     @property
     def hash(self) -> str:
-        return _digest(asdict(self))
+        graph = asdict(self)
+        del graph["fragility"]
+        return _digest(graph)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -50,7 +59,7 @@ class WorkloadFingerprint:
     def from_dict(cls, data: dict[str, Any]) -> WorkloadFingerprint:
         return cls(ops=dict(data["ops"]), parameters=int(data["parameters"]),
                    flops=int(data["flops"]), inputs=[list(i) for i in data.get("inputs", [])],
-                   opset=int(data.get("opset", 0)))
+                   opset=int(data.get("opset", 0)), fragility=data.get("fragility"))
 
 
 def model_fingerprint(path: Path | str) -> WorkloadFingerprint:
@@ -101,8 +110,12 @@ def _node_flops(node: Any, shapes: dict[str, list[int]]) -> int:
 
 
 def workload_fingerprint(workload: Any) -> WorkloadFingerprint:
-    """A workload's fingerprint is its reference variant's: the model users bring."""
-    return model_fingerprint(workload.model_path(workload.reference))
+    """A workload's fingerprint is its reference variant's graph (the model users bring),
+    with the fragility of its fp32 outputs on the workload's evaluation data."""
+    from workloads.quality import fragile_share
+
+    graph = model_fingerprint(workload.model_path(workload.reference))
+    return replace(graph, fragility=fragile_share(workload.metric, workload.reference_outputs))
 
 
 def _size_term(a: WorkloadFingerprint, b: WorkloadFingerprint) -> float:

@@ -77,6 +77,7 @@ class Neighbour:
     hardware_profile: str
     similarity: float
     trials: int
+    fragility: float | None = None  # of its fp32 outputs (WorkloadFingerprint.fragility)
 
     def same_as(self, workload_fp: WorkloadFingerprint, hardware_fp: dict[str, Any]) -> bool:
         return (self.workload_hash == workload_fp.hash
@@ -128,10 +129,12 @@ class KnowledgeStore:
             "GROUP BY workload_hash, hardware_hash").fetchall()
         found = []
         for w_hash, h_hash, name, sha, profile, w_fp, h_fp, count in rows:
-            score = (similarity(workload_fp, WorkloadFingerprint.from_dict(json.loads(w_fp)))
-                     * hardware_similarity(hardware_fp, json.loads(h_fp)))
+            known = WorkloadFingerprint.from_dict(json.loads(w_fp))
+            score = similarity(workload_fp, known) * hardware_similarity(hardware_fp,
+                                                                         json.loads(h_fp))
             if score > 0:
-                found.append(Neighbour(w_hash, h_hash, name, sha, profile, score, count))
+                found.append(Neighbour(w_hash, h_hash, name, sha, profile, score, count,
+                                       known.fragility))
         found.sort(key=lambda n: (-n.similarity, n.workload_hash, n.hardware_hash))
         return found[:k]
 
