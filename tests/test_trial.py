@@ -10,6 +10,7 @@ import pytest
 
 from tuner.config import Configuration
 from tuner.errors import ConfigError, InputError
+from tuner.fingerprint import workload_fingerprint
 from tuner.results import METRICS, TrialResult
 from tuner.trial import run_trial
 
@@ -79,6 +80,7 @@ def test_record_round_trips_as_json(digits, protocol, tmp_path):
     record = json.loads(path.read_text())
     assert record["workload"]["sha256"] == digits.sha256
     assert record["packages"]["onnxruntime"] and record["hardware"]["fingerprint"]
+    assert record["workload"]["fingerprint"] == workload_fingerprint(digits).as_dict()
 
 
 def test_failed_build_is_a_failed_trial_and_caches_nothing(tmp_path, protocol, podium_home):

@@ -93,8 +93,9 @@ class WorkloadRef(BaseModel):
     variant_sha256: str
     metric: str
     reference_quality: float | None = None
-    # The reference model's graph fingerprint (tuner.fingerprint), so that a record read
-    # back from a leaderboard can be placed in the knowledge store without the model.
+    # The workload's fingerprint (tuner.fingerprint: the reference model's graph and the
+    # fragility of its outputs), so that a record read back from a leaderboard can be
+    # placed in the knowledge store without the model.
     fingerprint: dict[str, Any] | None = None
 
 

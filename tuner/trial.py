@@ -8,7 +8,6 @@ once in a new process (MEASUREMENT.md rule 4) and then reported as it is.
 
 from __future__ import annotations
 
-import functools
 import os
 import platform
 import time
@@ -132,7 +131,7 @@ def _record(workload: Workload, config: Configuration, profile: HardwareProfile,
                                 variant_sha256=file_sha256(workload.model_path(config.variant)),
                                 metric=str(workload.metric),
                                 reference_quality=workload.reference_quality,
-                                fingerprint=_graph_fingerprint(workload)),
+                                fingerprint=_fingerprint(workload)),
         "config": config.as_dict(), "config_digest": config.digest(),
         "hardware": HardwareRef(profile=profile.name, fingerprint=fingerprint(profile),
                                 node=node or platform.node(), cpus=cpus),
@@ -140,16 +139,18 @@ def _record(workload: Workload, config: Configuration, profile: HardwareProfile,
     }
 
 
-def _graph_fingerprint(workload: Workload) -> dict[str, Any]:
-    """The workload's fingerprint, computed once per process and workload content."""
-    return _fingerprint_of(workload.sha256, str(workload.model_path(workload.reference)))
+def _fingerprint(workload: Workload) -> dict[str, Any]:
+    """The workload's fingerprint (graph and output fragility), computed once per process
+    and workload content: a result pulled from a leaderboard carries it into a knowledge
+    store."""
+    if workload.sha256 not in _FINGERPRINTS:
+        from tuner.fingerprint import workload_fingerprint
+
+        _FINGERPRINTS[workload.sha256] = workload_fingerprint(workload).as_dict()
+    return _FINGERPRINTS[workload.sha256]
 
 
-@functools.lru_cache(maxsize=32)
-def _fingerprint_of(sha256: str, path: str) -> dict[str, Any]:
-    from tuner.fingerprint import model_fingerprint
-
-    return model_fingerprint(path).as_dict()
+_FINGERPRINTS: dict[str, dict[str, Any]] = {}  # by workload sha256: a few per process
 
 
 def failed_result(workload: Workload, config: Configuration, reason: str, *,
