@@ -100,6 +100,9 @@ def leave_one_out(names: list[str], tables: dict[str, dict[str, TrialResult]],
                    "worst seed warm − cold"):
         out.add_column(column, justify="right")
     sums = [0.0, 0.0]
+    ratios: list[float] = []  # cold ÷ warm medians, where either side needs a trial
+    behind: list[str] = []  # workloads whose median warm needs over one trial more
+    seed_runs = seeds_behind = 0
     for name in names:
         table, workload = tables[name], loaded[name]
         target, n_good = target_of(table)
@@ -118,6 +121,12 @@ def leave_one_out(names: list[str], tables: dict[str, dict[str, TrialResult]],
                                 table, target))
         medians = statistics.median(cold), statistics.median(warm)
         sums = [a + b for a, b in zip(sums, medians, strict=True)]
+        if medians[0] or medians[1]:
+            ratios.append(medians[0] / medians[1] if medians[1] else float("inf"))
+        if medians[1] > medians[0] + 1:
+            behind.append(name)
+        seed_runs += seeds
+        seeds_behind += sum(w > c + 1 for w, c in zip(warm, cold, strict=True))
         out.add_row(name, str(len(table)), str(n_good),
                     f"{medians[0]:g} ({min(cold)}–{max(cold)})",
                     f"{medians[1]:g} ({min(warm)}–{max(warm)})", _ratio(*medians),
@@ -126,6 +135,13 @@ def leave_one_out(names: list[str], tables: dict[str, dict[str, TrialResult]],
     console.print(out)
     console.print(f"sum of medians over {len(names)} workloads: cold {sums[0]:g}, warm "
                   f"{sums[1]:g} trials: cold ÷ warm {_ratio(*sums)}")
+    if ratios:
+        console.print(f"median of the per-workload cold ÷ warm over the {len(ratios)} "
+                      f"workloads where either side needs a trial: "
+                      f"{statistics.median(ratios):.2f}× (target ≥ 2×)")
+    console.print(f"workloads whose median warm needs more than one trial over cold: "
+                  f"{', '.join(behind) or 'none'}; single seeds that do: {seeds_behind} of "
+                  f"{seed_runs} (a cold seed's lucky first pick cannot be matched by any plan)")
 
 
 def _ratio(cold: float, warm: float) -> str:
