@@ -312,6 +312,24 @@ def test_same_workload_and_machine_priors_inform_without_measuring(digits, tmp_p
     assert result.n_trials == len(order) + len(answered)
 
 
+def test_the_same_graph_with_other_weights_is_a_relative_not_a_prior(digits, tmp_path):
+    """A model of digits' very layout but other content (a retrained copy) on this machine:
+    its results are transferred (they may not hold here), never added as facts."""
+    local = fingerprint(load_profile("local"))
+    table = _with_baseline(_relabel(_table(digits), local), digits)
+    store = KnowledgeStore(tmp_path / "k.db")
+    own = {d: r for d, r in table.items()
+           if r.config["variant"] == digits.reference and r.trial_id != "base"}
+    retrained = _relabel(dict(list(own.items())[:10]), local, sha256="e" * 64)
+    store.record(retrained.values(), workload_fingerprint(digits), "retrained study")
+    neighbour = store.nearest(workload_fingerprint(digits), local)[0]
+    assert neighbour.similarity == 1.0
+    assert not neighbour.same_as(workload_fingerprint(digits), local, digits.sha256)
+    result, order = _search(digits, table, store, trials=6)
+    assert order[0] in retrained  # measured here, not taken as a fact
+    assert _sources(result, order[:1])[0].startswith("retrained study: digits on local")
+
+
 @pytest.mark.parametrize("warm", [True, False])
 def test_in_memory_replays_touch_no_default_store(digits, podium_home, warm):
     before = (podium_home / "knowledge.db").exists()

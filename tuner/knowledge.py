@@ -79,8 +79,11 @@ class Neighbour:
     trials: int
     fragility: float | None = None  # of its fp32 outputs (WorkloadFingerprint.fragility)
 
-    def same_as(self, workload_fp: WorkloadFingerprint, hardware_fp: dict[str, Any]) -> bool:
-        return (self.workload_hash == workload_fp.hash
+    def same_as(self, workload_fp: WorkloadFingerprint, hardware_fp: dict[str, Any],
+                sha256: str) -> bool:
+        """The very workload (content hash, not only the graph: the same layout with other
+        weights computes other numbers) on the very machine."""
+        return (self.workload_hash == workload_fp.hash and self.workload_sha256 == sha256
                 and self.hardware_hash == hardware_hash(hardware_fp))
 
 
@@ -118,7 +121,8 @@ class KnowledgeStore:
 
     def nearest(self, workload_fp: WorkloadFingerprint, hardware_fp: dict[str, Any],
                 k: int = 3) -> list[Neighbour]:
-        """The ``k`` known pairs most like (workload, hardware), most alike first.
+        """The ``k`` known pairs most like (workload, hardware), most alike first; two
+        workloads with one graph summary but other content (weights, data) are two pairs.
 
         Similarity is the product of workload and hardware similarity, so results from
         other machines rank below the same machine's unless nothing else is known.
@@ -126,7 +130,7 @@ class KnowledgeStore:
         rows = self._db.execute(
             "SELECT workload_hash, hardware_hash, workload_name, workload_sha256, "
             "hardware_profile, MIN(workload_fp), MIN(hardware_fp), COUNT(*) FROM knowledge "
-            "GROUP BY workload_hash, hardware_hash").fetchall()
+            "GROUP BY workload_hash, workload_sha256, hardware_hash").fetchall()
         found = []
         for w_hash, h_hash, name, sha, profile, w_fp, h_fp, count in rows:
             known = WorkloadFingerprint.from_dict(json.loads(w_fp))
@@ -135,14 +139,16 @@ class KnowledgeStore:
             if score > 0:
                 found.append(Neighbour(w_hash, h_hash, name, sha, profile, score, count,
                                        known.fragility))
-        found.sort(key=lambda n: (-n.similarity, n.workload_hash, n.hardware_hash))
+        found.sort(key=lambda n: (-n.similarity, n.workload_hash, n.workload_sha256,
+                                  n.hardware_hash))
         return found[:k]
 
     def results(self, neighbour: Neighbour) -> list[tuple[TrialResult, str]]:
         """Every stored result of one pair with its source, in a stable order."""
         rows = self._db.execute(
-            "SELECT result, source FROM knowledge WHERE workload_hash = ? AND hardware_hash = ?"
-            " ORDER BY trial_id", (neighbour.workload_hash, neighbour.hardware_hash))
+            "SELECT result, source FROM knowledge WHERE workload_hash = ? AND "
+            "workload_sha256 = ? AND hardware_hash = ? ORDER BY trial_id",
+            (neighbour.workload_hash, neighbour.workload_sha256, neighbour.hardware_hash))
         return [(TrialResult.model_validate_json(r), s) for r, s in rows]
 
     def export(self, path: Path | str) -> int:

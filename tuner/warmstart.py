@@ -2,10 +2,11 @@
 
 Two ways past results help, depending on how alike the past search is:
 
-* the same workload (graph fingerprint) on the same hardware (fingerprint hash): its
-  results are facts about this very search, so they are added to the study as finished
-  *prior* trials (``knowledge_prior``) — the sampler's model starts informed and a
-  suggestion equal to one of them is answered without measuring again;
+* the same workload (its content hash: the same graph with other weights computes other
+  numbers) on the same hardware (fingerprint hash): its results are facts about this very
+  search, so they are added to the study as finished *prior* trials (``knowledge_prior``)
+  — the sampler's model starts informed and a suggestion equal to one of them is answered
+  without measuring again;
 * a similar workload or other hardware: its configurations are *transferred* onto the new
   space, ranked, and the best few measured first, picked one at a time (see below)
   (``knowledge_source`` on the trial says from where).
@@ -158,7 +159,7 @@ def warm_start(study: Any, suggester: Suggester, workload: Workload, *,
     added = 0
     similar = []
     for neighbour in store.nearest(workload_fp, hardware_fp, NEIGHBOURS):
-        if neighbour.same_as(workload_fp, hardware_fp):
+        if neighbour.same_as(workload_fp, hardware_fp, workload.sha256):
             added += _add_priors(study, suggester, workload, store.results(neighbour),
                                  objectives, constraints, hardware)
         else:
