@@ -123,6 +123,52 @@ def mlp_broad(path: Path) -> tuple[int, ...]:
     return _mlp(path, 32, (384, 768, 768), 12)
 
 
+def _mixture(seed: int, rows: int, dim: int, classes: int,
+             draw: int) -> tuple[np.ndarray, np.ndarray]:
+    """``rows`` points of a seeded Gaussian mixture (one centre per class, the centres fixed
+    by ``seed``, the points by ``draw``) and their classes."""
+    centres = np.random.default_rng(seed).normal(size=(classes, dim))
+    rng = np.random.default_rng(draw)
+    labels = rng.integers(0, classes, size=rows)
+    return (centres[labels] + 3.0 * rng.normal(size=(rows, dim))).astype(np.float32), labels
+
+
+def _trained_mlp(path: Path, seed: int, widths: tuple[int, ...],
+                 classes: int) -> tuple[int, ...]:
+    """The layout of :func:`_mlp`, trained (scikit-learn) on a Gaussian mixture that the
+    evaluation rows come from too (:data:`INPUTS`): trained weights, unlike every other
+    model here, with the wide output margins training leaves."""
+    from sklearn.neural_network import MLPClassifier
+
+    x, y = _mixture(seed, 4000, widths[0], classes, draw=seed + 1)
+    net = MLPClassifier(hidden_layer_sizes=widths[1:], max_iter=200, random_state=seed)
+    net.fit(x, y)
+    g = _Graph(seed=seed)
+    h = "x"
+    for index, (w, b) in enumerate(zip(net.coefs_, net.intercepts_, strict=True)):
+        h = g.op("Add", [g.op("MatMul", [h, g.const(w.astype(np.float32))]),
+                         g.const(b.astype(np.float32))])
+        h = g.op("Relu", [h]) if index < len(net.coefs_) - 1 else h
+    g.save(path, ["N", widths[0]], h, ["N", classes])
+    return (widths[0],)
+
+
+def trained_slim(path: Path) -> tuple[int, ...]:
+    """gen-mlp-slim's layout (64 → 256 → 256 → 10: the same graph summary), trained —
+    third held-out batch, added after the fragility cap was chosen."""
+    return _trained_mlp(path, 41, (64, 256, 256), 10)
+
+
+def trained_narrow(path: Path) -> tuple[int, ...]:
+    """48 → 192 → 192 → 8, trained — third held-out batch."""
+    return _trained_mlp(path, 42, (48, 192, 192), 8)
+
+
+def trained_wide(path: Path) -> tuple[int, ...]:
+    """160 → 640 → 12, one hidden layer, trained — third held-out batch."""
+    return _trained_mlp(path, 43, (160, 640), 12)
+
+
 def _conv(path: Path, seed: int, size: int, widths: tuple[int, ...],
           pools: tuple[bool, ...]) -> tuple[int, ...]:
     """3×size×size image: 3×3 conv + ReLU stages (each optionally max-pooled), global
@@ -213,7 +259,8 @@ def attention_small(path: Path) -> tuple[int, ...]:
 # Three families (dense, convolutional, attention) at several sizes: a knowledge store
 # with relatives of a new model is the case warm start is for. Held-out checks: the three
 # after gen-attention-large were added after the transfer plan's scales had been chosen on
-# the others; the last four after the plan-ending rule had been chosen on the first 15.
+# the others; the next four after the plan-ending rule had been chosen on the first 15;
+# the three trained ones after the fragility cap had been chosen on the 19 before them.
 GENERATED: dict[str, Callable[[Path], tuple[int, ...]]] = {
     "gen-mlp-wide": mlp_wide, "gen-mlp-deep": mlp_deep, "gen-mlp-mid": mlp_mid,
     "gen-mlp-huge": mlp_huge, "gen-conv-small": conv_small, "gen-conv-mid": conv_mid,
@@ -221,7 +268,15 @@ GENERATED: dict[str, Callable[[Path], tuple[int, ...]]] = {
     "gen-attention-large": attention_large, "gen-mlp-tall": mlp_tall,
     "gen-conv-wide": conv_wide, "gen-attention-mid": attention_mid,
     "gen-mlp-slim": mlp_slim, "gen-mlp-broad": mlp_broad, "gen-conv-deep": conv_deep,
-    "gen-attention-small": attention_small}
+    "gen-attention-small": attention_small, "gen-trained-slim": trained_slim,
+    "gen-trained-narrow": trained_narrow, "gen-trained-wide": trained_wide}
+
+# Models whose evaluation rows come from the distribution they were trained on: a
+# function of the row count; every other model gets seeded standard normal rows.
+INPUTS: dict[str, Callable[[int], np.ndarray]] = {
+    "gen-trained-slim": lambda rows: _mixture(41, rows, 64, 10, draw=0)[0],
+    "gen-trained-narrow": lambda rows: _mixture(42, rows, 48, 8, draw=0)[0],
+    "gen-trained-wide": lambda rows: _mixture(43, rows, 160, 12, draw=0)[0]}
 
 
 def build(name: str, folder: Path) -> Workload:
@@ -233,8 +288,12 @@ def build(name: str, folder: Path) -> Workload:
     part = folder / f"model.{os.getpid()}.onnx"
     shape = GENERATED[name](part)
     rng = np.random.default_rng(0)
-    x = (rng.integers(0, VOCAB, size=(ROWS, *shape)) if name.startswith("gen-attention")
-         else rng.normal(size=(ROWS, *shape)).astype(np.float32))
+    if name in INPUTS:
+        x = INPUTS[name](ROWS)
+    elif name.startswith("gen-attention"):
+        x = rng.integers(0, VOCAB, size=(ROWS, *shape))
+    else:
+        x = rng.normal(size=(ROWS, *shape)).astype(np.float32)
     np.savez(folder / f"data.{os.getpid()}.npz", x=x)
     os.replace(part, folder / "model.onnx")
     os.replace(folder / f"data.{os.getpid()}.npz", folder / "data.npz")
