@@ -58,9 +58,16 @@ class _Graph:
         self.nodes.append(helper.make_node(op_type, inputs, [out], **attrs))
         return out
 
-    def dense(self, x: str, n_in: int, n_out: int, relu: bool = True) -> str:
-        y = self.op("Add", [self.op("MatMul", [x, self.weight((n_in, n_out), n_in)]),
-                            self.const(np.zeros(n_out, np.float32))])
+    def dense(self, x: str, n_in: int, n_out: int, relu: bool = True,
+              trained: tuple[np.ndarray, np.ndarray] | None = None) -> str:
+        """MatMul + Add (+ ReLU): He-initialised with zero bias, or ``trained`` (weights,
+        bias) as they are."""
+        w = (self.weight((n_in, n_out), n_in) if trained is None
+             else self.const(trained[0].astype(np.float32)))
+        y = self.op("MatMul", [x, w])
+        bias = (np.zeros(n_out, np.float32) if trained is None
+                else trained[1].astype(np.float32))
+        y = self.op("Add", [y, self.const(bias)])
         return self.op("Relu", [y]) if relu else y
 
     def save(self, path: Path, x_shape: list, out: str, out_shape: list,
@@ -133,40 +140,51 @@ def _mixture(seed: int, rows: int, dim: int, classes: int,
     return (centres[labels] + 3.0 * rng.normal(size=(rows, dim))).astype(np.float32), labels
 
 
-def _trained_mlp(path: Path, seed: int, widths: tuple[int, ...],
-                 classes: int) -> tuple[int, ...]:
+# name → (seed, widths, classes) of the MLPs trained here (:func:`_trained_mlp`).
+TRAINED: dict[str, tuple[int, tuple[int, ...], int]] = {
+    "gen-trained-slim": (41, (64, 256, 256), 10), "gen-trained-narrow": (42, (48, 192, 192), 8),
+    "gen-trained-wide": (43, (160, 640), 12)}
+
+
+def _trained_mlp(path: Path, name: str) -> tuple[int, ...]:
     """The layout of :func:`_mlp`, trained (scikit-learn) on a Gaussian mixture that the
-    evaluation rows come from too (:data:`INPUTS`): trained weights, unlike every other
-    model here, with the wide output margins training leaves."""
+    evaluation rows come from too (:func:`_trained_inputs`): trained weights, unlike every
+    other model here, with the wide output margins training leaves."""
     from sklearn.neural_network import MLPClassifier
 
+    seed, widths, classes = TRAINED[name]
     x, y = _mixture(seed, 4000, widths[0], classes, draw=seed + 1)
     net = MLPClassifier(hidden_layer_sizes=widths[1:], max_iter=200, random_state=seed)
     net.fit(x, y)
     g = _Graph(seed=seed)
     h = "x"
-    for index, (w, b) in enumerate(zip(net.coefs_, net.intercepts_, strict=True)):
-        h = g.op("Add", [g.op("MatMul", [h, g.const(w.astype(np.float32))]),
-                         g.const(b.astype(np.float32))])
-        h = g.op("Relu", [h]) if index < len(net.coefs_) - 1 else h
+    layers = list(zip(net.coefs_, net.intercepts_, strict=True))
+    for index, (w, b) in enumerate(layers):
+        h = g.dense(h, *w.shape, relu=index < len(layers) - 1, trained=(w, b))
     g.save(path, ["N", widths[0]], h, ["N", classes])
     return (widths[0],)
+
+
+def _trained_inputs(name: str, rows: int) -> np.ndarray:
+    """Evaluation rows of a trained MLP: its training mixture, drawn afresh."""
+    seed, widths, classes = TRAINED[name]
+    return _mixture(seed, rows, widths[0], classes, draw=0)[0]
 
 
 def trained_slim(path: Path) -> tuple[int, ...]:
     """gen-mlp-slim's layout (64 → 256 → 256 → 10: the same graph summary), trained —
     third held-out batch, added after the fragility cap was chosen."""
-    return _trained_mlp(path, 41, (64, 256, 256), 10)
+    return _trained_mlp(path, "gen-trained-slim")
 
 
 def trained_narrow(path: Path) -> tuple[int, ...]:
     """48 → 192 → 192 → 8, trained — third held-out batch."""
-    return _trained_mlp(path, 42, (48, 192, 192), 8)
+    return _trained_mlp(path, "gen-trained-narrow")
 
 
 def trained_wide(path: Path) -> tuple[int, ...]:
     """160 → 640 → 12, one hidden layer, trained — third held-out batch."""
-    return _trained_mlp(path, 43, (160, 640), 12)
+    return _trained_mlp(path, "gen-trained-wide")
 
 
 def _conv(path: Path, seed: int, size: int, widths: tuple[int, ...],
@@ -271,13 +289,6 @@ GENERATED: dict[str, Callable[[Path], tuple[int, ...]]] = {
     "gen-attention-small": attention_small, "gen-trained-slim": trained_slim,
     "gen-trained-narrow": trained_narrow, "gen-trained-wide": trained_wide}
 
-# Models whose evaluation rows come from the distribution they were trained on: a
-# function of the row count; every other model gets seeded standard normal rows.
-INPUTS: dict[str, Callable[[int], np.ndarray]] = {
-    "gen-trained-slim": lambda rows: _mixture(41, rows, 64, 10, draw=0)[0],
-    "gen-trained-narrow": lambda rows: _mixture(42, rows, 48, 8, draw=0)[0],
-    "gen-trained-wide": lambda rows: _mixture(43, rows, 160, 12, draw=0)[0]}
-
 
 def build(name: str, folder: Path) -> Workload:
     """Write the model and ``ROWS`` rows of seeded inputs, and load them as a user would."""
@@ -288,8 +299,8 @@ def build(name: str, folder: Path) -> Workload:
     part = folder / f"model.{os.getpid()}.onnx"
     shape = GENERATED[name](part)
     rng = np.random.default_rng(0)
-    if name in INPUTS:
-        x = INPUTS[name](ROWS)
+    if name in TRAINED:
+        x = _trained_inputs(name, ROWS)
     elif name.startswith("gen-attention"):
         x = rng.integers(0, VOCAB, size=(ROWS, *shape))
     else:
