@@ -7,10 +7,19 @@ evaluation set with the same session. Latencies are integer nanoseconds until th
 
 Stability: the latency samples are cut into ``blocks`` contiguous blocks; the CV of the
 block medians decides ``stable`` (≤ 5%), ``noisy`` (≤ 10%) or ``unstable``.
+
+Own cores: the CV cannot see a steady intruder. Another process busy on one of the two
+cores a 2-thread trial was pinned to halves its speed for the whole run, every block alike
+(a leave-one-out grid measured while another job ran had 2-thread int8 timings equal to the
+1-thread ones, most of them ``stable``). So the timed part also counts the CPU time that *other*
+processes (and the hypervisor, as steal) took on the pinned cores (:class:`CoreUsage`); over
+``CONTENDED`` of them, the measurement is ``unstable`` whatever its CV, and says so
+(``contended``), so that it is re-measured once and otherwise never reported as a result.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -22,6 +31,11 @@ from tuner.errors import TrialFailed
 from tuner.results import Stability
 
 Run = Callable[[dict[str, np.ndarray]], list[np.ndarray]]
+
+# Share of the pinned cores' time other processes may take while timing. Measured here: a
+# quiet run ~0.01; a busy loop on one core of a 2-thread trial 0.31 (and 2x its latency); a
+# nice-19 loop on a 1-thread trial's core 0.02 (the scheduler keeps it off, latency as quiet).
+CONTENDED = 0.10
 
 
 @dataclass(frozen=True)
@@ -115,12 +129,62 @@ def check_finite(outputs: list[np.ndarray]) -> None:
             raise TrialFailed(f"output {index} contains NaN or Inf", stage="measure")
 
 
+class CoreUsage:
+    """CPU time other processes take on this process's cores, from now until :meth:`share`.
+
+    The cores' busy time (psutil's per-core counters, steal included) minus this process's
+    own CPU time, as a share of the cores' wall time. Both counters tick in clock ticks, so
+    a margin of one tick per counter read is forgiven. None where the platform has no
+    per-core counters or affinity (then nothing is claimed).
+    """
+
+    def __init__(self) -> None:
+        import psutil
+
+        self._process = psutil.Process()
+        try:
+            self.cpus = sorted(os.sched_getaffinity(0))
+            self._start = self._read()
+        except (AttributeError, OSError, IndexError):
+            self.cpus = []
+
+    def _read(self) -> tuple[float, float, float]:
+        import psutil
+
+        per_core = psutil.cpu_times(percpu=True)
+        busy = sum(_busy(per_core[cpu]) for cpu in self.cpus)
+        own = self._process.cpu_times()
+        return time.perf_counter(), busy, own.user + own.system
+
+    def share(self) -> float | None:
+        if not self.cpus:
+            return None
+        end = self._read()
+        wall, busy, own = (b - a for a, b in zip(self._start, end, strict=True))
+        tick = 1.0 / os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 0.01
+        others = max(0.0, busy - own - (2 * len(self.cpus) + 2) * tick)
+        return others / (wall * len(self.cpus)) if wall > 0 else None
+
+
+def _busy(times: Any) -> float:
+    """Busy seconds of one core: everything but idle and I/O wait (guest time is already
+    inside user time, so it is not added twice)."""
+    idle = sum(getattr(times, name, 0.0) for name in ("idle", "iowait", "guest", "guest_nice"))
+    return sum(times) - idle
+
+
 def measure_session(run: Run, feed: dict[str, np.ndarray], batch: int,
                     protocol: Protocol) -> dict[str, Any]:
     """Run the timing part of the protocol on one loaded session."""
     check_finite(run(feed))
     warmup = warm_up(run, feed, protocol)
+    usage = CoreUsage()
     stats = latency_stats(time_calls(run, feed, protocol), protocol)
     stats |= offline_throughput(run, feed, batch, protocol)
     stats["warmup_calls"] = warmup
+    contention = usage.share()
+    stats["contention"] = contention
+    if contention is not None and contention > CONTENDED:
+        stats["stability"] = str(Stability.UNSTABLE)
+        stats["contended"] = True
     return stats
