@@ -157,9 +157,8 @@ def check_stability(ctx: CheckContext) -> Iterator[str]:
     if stability is None:
         yield "stability verdict missing"
     elif stability is Stability.UNSTABLE:
-        cv = ctx.record.metrics.cv
-        shown = f" (CV {cv:.1%})" if cv is not None and math.isfinite(cv) else ""
-        yield f"the measurement is unstable{shown}; re-measure on a quiet machine"
+        yield (f"the measurement is unstable ({ctx.record.instability()}); re-measure on a "
+               "quiet machine")
 
 
 def check_power_source(ctx: CheckContext) -> Iterator[str]:

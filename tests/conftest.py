@@ -33,3 +33,21 @@ def digits():
 @pytest.fixture(scope="session")
 def protocol() -> Protocol:
     return FAST_PROTOCOL
+
+
+@pytest.fixture
+def busy_core0():
+    """Another process spinning on core 0 while the test runs: a measurement pinned there
+    (a 1-thread trial's default core) shares it and must notice."""
+    import subprocess
+    import sys
+
+    if not hasattr(os, "sched_setaffinity"):
+        pytest.skip("needs core pinning")
+    hog = subprocess.Popen([sys.executable, "-c",
+                            "import os\nos.sched_setaffinity(0, {0})\nwhile True: pass"])
+    try:
+        yield
+    finally:
+        hog.kill()
+        hog.wait()

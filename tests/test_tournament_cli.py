@@ -210,7 +210,7 @@ def test_baseline_is_posted_only_when_its_measurement_counts(
     assert submit_baseline(admin, OPEN, failed) is None
     assert submit_baseline(admin, OPEN, None) is None
     out = capsys.readouterr().out
-    assert "baseline not submitted: its measurement is unstable (CV 0.23)" in out
+    assert "baseline not submitted: its measurement is unstable (CV 23.0%)" in out
     assert "baseline not submitted: measure: worker crashed" in out
     assert len(baselines()) == before
 
@@ -293,6 +293,18 @@ def test_reproduce_refuses_a_different_workload(user: Path, admin: LeaderboardCl
         submission = client.submit("other-hash", foreign, idempotency_key="k1")
     assert main(["reproduce", submission["url"]]) == 2
     assert "not the same workload" in one_error_line(capsys)
+
+
+def test_reproduce_judges_nothing_on_a_busy_core(user: Path, admin: LeaderboardClient,
+                                                record: dict[str, Any], busy_core0: None,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """A re-run that shared its core with another process measured that process too: no
+    verdict (exit 1 and why), rather than 'not reproduced' against an honest claim."""
+    with LeaderboardClient(admin.url, api_key=registered("ines")) as client:
+        submission = client.submit(OPEN, record, idempotency_key="busy-core")
+    assert main(["reproduce", submission["url"]]) == 1
+    line = one_error_line(capsys)
+    assert "the re-run's measurement is unstable (other processes took" in line, line
 
 
 @pytest.mark.parametrize("target", ["not-a-uuid", "http://host/tournaments/x"])

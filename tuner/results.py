@@ -140,6 +140,17 @@ class TrialResult(BaseModel):
         value = getattr(self.metrics, name)
         return None if value is None or not math.isfinite(value) else float(value)
 
+    def instability(self) -> str | None:
+        """Why this measurement is unstable, for a message (None when it is not): the share
+        of its pinned cores other processes took while it was timed, else its CV."""
+        if self.metrics.stability is not Stability.UNSTABLE:
+            return None
+        contention = self.measurement.get("contention")
+        if self.measurement.get("contended") and isinstance(contention, int | float):
+            return f"other processes took {contention:.0%} of its cores while it was timed"
+        cv = self.metrics.cv
+        return f"CV {cv:.1%}" if cv is not None and math.isfinite(cv) else "CV unknown"
+
     def flat(self) -> dict[str, Any]:
         """One flat row (config columns prefixed ``config.``), for pandas and tables."""
         row: dict[str, Any] = {"trial_id": self.trial_id, "state": str(self.state),

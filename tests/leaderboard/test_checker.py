@@ -104,6 +104,11 @@ def test_stability_not_unstable() -> None:
     record = make_record(metrics={"stability": "unstable", "cv": 0.2})
     assert reasons(checker.check_stability, record) == [
         "the measurement is unstable (CV 20.0%); re-measure on a quiet machine"]
+    contended = make_record(metrics={"stability": "unstable", "cv": 0.01},
+                            measurement={"contention": 0.31, "contended": True})
+    assert reasons(checker.check_stability, contended) == [
+        "the measurement is unstable (other processes took 31% of its cores while it was "
+        "timed); re-measure on a quiet machine"]
     assert reasons(checker.check_stability, make_record(metrics={"stability": None})) == [
         "stability verdict missing"]
 

@@ -258,8 +258,8 @@ def submit_baseline(client: LeaderboardClient, slug: str,
         console.print(f"baseline not submitted: {reason}", soft_wrap=True)
         return None
     if baseline.metrics.stability is Stability.UNSTABLE:
-        console.print(f"baseline not submitted: its measurement is unstable (CV "
-                      f"{format_value(baseline.metrics.cv)}); re-measure on a quiet machine",
+        console.print(f"baseline not submitted: its measurement is unstable "
+                      f"({baseline.instability()}); re-measure on a quiet machine",
                       soft_wrap=True)
         return None
     return client.submit(slug, baseline.model_dump(mode="json"), baseline=True,

@@ -1,7 +1,8 @@
 """``reproduce`` and ``referee``: re-measure a submitted record and compare with its claim.
 
 Exit codes: 0 within tolerance (latency ±10%, quality ±0.5 points), 4 outside, 2 bad
-input (unknown submission, different workload), 1 the re-run failed to build or measure.
+input (unknown submission, different workload), 1 the re-run failed to build or measure
+or its measurement was unstable twice (a busy machine judges nothing).
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def remeasure(record: TrialResult, *, timeout_s: float) -> TrialResult:
     Raises:
         WorkloadError: the local workload's content differs from the record's.
         InputError: the configuration cannot run on this node.
-        TrialFailed: the re-run failed to build or measure.
+        TrialFailed: the re-run failed to build or measure, or its measurement is unstable.
     """
     from tuner.config import Configuration
     from tuner.measure import Protocol
@@ -112,6 +113,10 @@ def remeasure(record: TrialResult, *, timeout_s: float) -> TrialResult:
     if not result.ok:
         raise TrialFailed(f"the re-run failed ({result.failed_stage}): {result.error}",
                           stage=result.failed_stage or "trial")
+    if result.instability() is not None:  # not a measurement to judge a claim by
+        raise TrialFailed(f"the re-run's measurement is unstable ({result.instability()}), "
+                          "also when re-measured; nothing judged: re-run on a quiet machine",
+                          stage="measure")
     return result
 
 
