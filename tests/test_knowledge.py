@@ -9,7 +9,7 @@ import pytest
 from tests import onnx_models
 from tests.test_replay import SPACE, _table
 from tuner.api import optimize
-from tuner.config import Configuration
+from tuner.config import Configuration, speed_digest
 from tuner.constraints import parse_constraints
 from tuner.fingerprint import (
     WorkloadFingerprint,
@@ -225,6 +225,31 @@ def test_the_next_transfer_follows_what_this_search_measured(digits, quality, ex
                                     ["latency_p90_ms <= 100"])
     pick = next_transfer(plan, known, constraints, {r.config_digest for r in known})
     assert (pick and pick.label) == expected
+
+
+def test_a_calibration_twin_of_a_configuration_that_passed_is_not_measured(digits):
+    """Static int8 calibrated another way runs the same operators: once one passed here, its
+    twins could only repeat its speed, so the plan goes to what it has not timed. After a
+    quality miss the twin is worth measuring (its numbers differ)."""
+    ref = digits.reference
+    static = Configuration(variant=ref, precision="int8-static", calibration="minmax",
+                           threads=2).normalized()
+    twin = static.with_updates(calibration="entropy", calibration_rows=64)
+    dynamic = Configuration(variant=ref, precision="int8-dynamic", threads=2).normalized()
+    assert speed_digest(static) == speed_digest(twin)
+    assert speed_digest(static) != speed_digest(static.with_updates(per_channel=True))
+    assert speed_digest(static) != speed_digest(static.with_updates(threads=1))
+    kept = static.with_updates(int8_keep_fp32=2)  # which nodes stay fp32 depends on calibration
+    assert speed_digest(kept) != speed_digest(kept.with_updates(calibration="entropy"))
+
+    plan = [Transfer(c, {}, score, name) for name, c, score in
+            [("static", static, 1.0), ("twin", twin, 1.01), ("dynamic", dynamic, 1.1)]]
+    template = next(iter(_table(digits).values()))
+    constraints = parse_constraints(["quality_ratio >= 0.99"])
+    for quality, expected in ((1.0, "dynamic"), (0.985, "twin")):
+        known = [_measured(template, static, quality)]
+        pick = next_transfer(plan, known, constraints, {r.config_digest for r in known})
+        assert pick is not None and pick.label == expected
 
 
 def _int8_breaks_here(digits, tmp_path, quality=0.98):

@@ -218,6 +218,18 @@ def numerics_digest(config: Configuration) -> str:
     return config.with_updates(threads=1).digest()
 
 
+def speed_digest(config: Configuration) -> str:
+    """Equal for configurations that run the same operators at the same speed: static int8
+    differing only in how its ranges were calibrated (method, rows) builds the same graph
+    with other scale constants. Not when sensitive nodes stay fp32: which ones depends on
+    the calibration."""
+    config = config.normalized()
+    if config.precision is not Precision.INT8_STATIC or config.int8_keep_fp32:
+        return config.digest()
+    return config.with_updates(calibration=STATIC_DEFAULTS["calibration"],
+                               calibration_rows=STATIC_DEFAULTS["calibration_rows"]).digest()
+
+
 def parse_assignments(pairs: list[str]) -> dict[str, str]:
     """Turn ``["key=value", …]`` (CLI ``--set``) into a dict, rejecting malformed items."""
     result: dict[str, str] = {}
