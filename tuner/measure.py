@@ -161,7 +161,7 @@ class CoreUsage:
             return None
         end = self._read()
         wall, busy, own = (b - a for a, b in zip(self._start, end, strict=True))
-        tick = 1.0 / os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 0.01
+        tick = 1.0 / os.sysconf("SC_CLK_TCK")  # cpus is only set where affinity exists
         others = max(0.0, busy - own - (2 * len(self.cpus) + 2) * tick)
         return others / (wall * len(self.cpus)) if wall > 0 else None
 

@@ -53,7 +53,8 @@ property of this model's weights, and this search's own measurements are the bes
   only repeat that speed, and the passed one already answered for accuracy. Without this the
   plan spent its picks on calibration methods of one graph (the encoder: six static int8
   picks before the dynamic one that was 10 % faster here); on the leave-one-out grids it
-  took warm from 48 to 45 trials (two-pass means) and from 63 to 54 (one pass);
+  took warm from 42 to 40 trials (each point's fastest of two passes), 48 to 45 (their
+  means) and 63 to 54 (one pass);
 * a planned configuration that misses a quality bound by ``PLAN_REFUTED`` (2 %) or more
   ends the plan: the relatives' ranking put it first and this model's weights refuted it,
   so what is left of the ranking is a guess about accuracy, and the search goes on as a

@@ -113,9 +113,10 @@ def remeasure(record: TrialResult, *, timeout_s: float) -> TrialResult:
     if not result.ok:
         raise TrialFailed(f"the re-run failed ({result.failed_stage}): {result.error}",
                           stage=result.failed_stage or "trial")
-    if result.instability() is not None:  # not a measurement to judge a claim by
-        raise TrialFailed(f"the re-run's measurement is unstable ({result.instability()}), "
-                          "also when re-measured; nothing judged: re-run on a quiet machine",
+    why = result.instability()
+    if why is not None:  # not a measurement to judge a claim by
+        raise TrialFailed(f"the re-run's measurement is unstable ({why}), also when "
+                          "re-measured; nothing judged: re-run on a quiet machine",
                           stage="measure")
     return result
 
