@@ -164,10 +164,12 @@ def test_transfers_rank_what_did_well_across_neighbours_above_one_neighbours_bes
 
 @pytest.mark.parametrize(("own", "loss", "first"), [
     (0.0, 0.03, "x"),  # robust here: a few fragile rows flipped there cannot flip here
+    (0.02, 0.03, "x"),  # a fifth of 3 % flipped there, so 0.4 % of rows here: within 1 %
     (0.15, 0.03, "y"),  # as fragile here: the loss transfers
+    (0.30, 0.006, "y"),  # twice as fragile here: 0.6 % there is 1.2 % here
     (None, 0.03, "y"),  # fragility unknown here: the loss transfers
     (0.0, 0.30, "y")])  # more than the relative's fragile rows: its numbers broke
-def test_a_relatives_quality_loss_counts_as_far_as_this_workloads_rows_can_flip(
+def test_a_relatives_quality_loss_transfers_as_the_rate_its_fragile_rows_flip(
         digits, tmp_path, own, loss, first):
     """X is the relative's fastest but loses ``loss`` of its quality there (whose outputs
     have 15 % fragile rows); Y is 10 % slower and keeps it."""
