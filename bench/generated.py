@@ -143,7 +143,8 @@ def _mixture(seed: int, rows: int, dim: int, classes: int,
 # name → (seed, widths, classes) of the MLPs trained here (:func:`_trained_mlp`).
 TRAINED: dict[str, tuple[int, tuple[int, ...], int]] = {
     "gen-trained-slim": (41, (64, 256, 256), 10), "gen-trained-narrow": (42, (48, 192, 192), 8),
-    "gen-trained-wide": (43, (160, 640), 12)}
+    "gen-trained-wide": (43, (160, 640), 12),
+    "gen-trained-deep": (51, (96, 256, 256, 256), 16), "gen-trained-broad": (52, (256, 1024), 10)}
 
 
 def _trained_mlp(path: Path, name: str) -> tuple[int, ...]:
@@ -185,6 +186,22 @@ def trained_narrow(path: Path) -> tuple[int, ...]:
 def trained_wide(path: Path) -> tuple[int, ...]:
     """160 → 640 → 12, one hidden layer, trained — third held-out batch."""
     return _trained_mlp(path, "gen-trained-wide")
+
+
+def trained_deep(path: Path) -> tuple[int, ...]:
+    """96 → 3 × 256 → 16, trained — fourth held-out batch, added after the fragility rate
+    replaced the cap (chosen on the 22 before it)."""
+    return _trained_mlp(path, "gen-trained-deep")
+
+
+def trained_broad(path: Path) -> tuple[int, ...]:
+    """256 → 1024 → 10, one hidden layer, trained — fourth held-out batch."""
+    return _trained_mlp(path, "gen-trained-broad")
+
+
+def mlp_narrow(path: Path) -> tuple[int, ...]:
+    """48 → 3 × 192 → 8: fourth held-out batch."""
+    return _mlp(path, 53, (48, 192, 192, 192), 8)
 
 
 def _conv(path: Path, seed: int, size: int, widths: tuple[int, ...],
@@ -232,6 +249,12 @@ def conv_deep(path: Path) -> tuple[int, ...]:
     return _conv(path, 33, 40, (24, 48, 48, 96), (True, False, True, True))
 
 
+def conv_narrow(path: Path) -> tuple[int, ...]:
+    """3×56×56 image: four narrow stages (16, 32, 64, 64 channels), three pooled — fourth
+    held-out batch."""
+    return _conv(path, 54, 56, (16, 32, 64, 64), (True, True, False, True))
+
+
 def _attention(path: Path, seed: int, seq: int, width: int, blocks: int) -> tuple[int, ...]:
     """Token ids → embedding → ``blocks`` pre-LN single-head self-attention blocks with a
     4× FFN → 8 tags per token."""
@@ -274,11 +297,17 @@ def attention_small(path: Path) -> tuple[int, ...]:
     return _attention(path, 34, 48, 96, 1)
 
 
+def attention_wide(path: Path) -> tuple[int, ...]:
+    """One block, 32 tokens, width 320 — fourth held-out batch."""
+    return _attention(path, 55, 32, 320, 1)
+
+
 # Three families (dense, convolutional, attention) at several sizes: a knowledge store
 # with relatives of a new model is the case warm start is for. Held-out checks: the three
 # after gen-attention-large were added after the transfer plan's scales had been chosen on
 # the others; the next four after the plan-ending rule had been chosen on the first 15;
-# the three trained ones after the fragility cap had been chosen on the 19 before them.
+# the three trained ones after the fragility cap had been chosen on the 19 before them; the
+# last five after the fragility rate had replaced the cap, chosen on the 22 before them.
 GENERATED: dict[str, Callable[[Path], tuple[int, ...]]] = {
     "gen-mlp-wide": mlp_wide, "gen-mlp-deep": mlp_deep, "gen-mlp-mid": mlp_mid,
     "gen-mlp-huge": mlp_huge, "gen-conv-small": conv_small, "gen-conv-mid": conv_mid,
@@ -287,7 +316,10 @@ GENERATED: dict[str, Callable[[Path], tuple[int, ...]]] = {
     "gen-conv-wide": conv_wide, "gen-attention-mid": attention_mid,
     "gen-mlp-slim": mlp_slim, "gen-mlp-broad": mlp_broad, "gen-conv-deep": conv_deep,
     "gen-attention-small": attention_small, "gen-trained-slim": trained_slim,
-    "gen-trained-narrow": trained_narrow, "gen-trained-wide": trained_wide}
+    "gen-trained-narrow": trained_narrow, "gen-trained-wide": trained_wide,
+    "gen-trained-deep": trained_deep, "gen-trained-broad": trained_broad,
+    "gen-mlp-narrow": mlp_narrow, "gen-conv-narrow": conv_narrow,
+    "gen-attention-wide": attention_wide}
 
 
 def build(name: str, folder: Path) -> Workload:
