@@ -146,11 +146,14 @@ def _fingerprint(workload: Workload) -> dict[str, Any]:
     if workload.sha256 not in _FINGERPRINTS:
         from tuner.fingerprint import workload_fingerprint
 
+        while len(_FINGERPRINTS) >= FINGERPRINTS_KEPT:  # a long-lived `podium referee`
+            del _FINGERPRINTS[next(iter(_FINGERPRINTS))]  # sees workload after workload
         _FINGERPRINTS[workload.sha256] = workload_fingerprint(workload).as_dict()
     return _FINGERPRINTS[workload.sha256]
 
 
-_FINGERPRINTS: dict[str, dict[str, Any]] = {}  # by workload sha256: a few per process
+FINGERPRINTS_KEPT = 16
+_FINGERPRINTS: dict[str, dict[str, Any]] = {}  # by workload sha256, oldest first
 
 
 def failed_result(workload: Workload, config: Configuration, reason: str, *,
