@@ -96,8 +96,8 @@ def combine(passes: list[TrialResult]) -> TrialResult:
 
 
 def pass_spread(tables: dict[str, dict[str, TrialResult]]) -> str:
-    """How far two passes of one configuration differ: the median and the 90th percentile,
-    over every configuration, of max ÷ min p90 across the passes."""
+    """How far the passes of one configuration differ: the median and the 90th percentile,
+    over every configuration, of max ÷ min p90 across its passes (two or more)."""
     spreads = sorted(max(by) / min(by) for table in tables.values() for r in table.values()
                      if (by := r.measurement.get("latency_p90_ms_by_pass")) and min(by) > 0)
     if not spreads:

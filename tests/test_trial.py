@@ -171,7 +171,6 @@ def test_tvm_features_change_the_artifact(digits, protocol):
     assert generic.artifact["details"]["target"]["mcpu"] == "x86-64"
 
 
-
 def test_a_quiet_core_is_not_contended(digits, protocol):
     from tuner.measure import CONTENDED
 
