@@ -144,7 +144,8 @@ def _mixture(seed: int, rows: int, dim: int, classes: int,
 TRAINED: dict[str, tuple[int, tuple[int, ...], int]] = {
     "gen-trained-slim": (41, (64, 256, 256), 10), "gen-trained-narrow": (42, (48, 192, 192), 8),
     "gen-trained-wide": (43, (160, 640), 12),
-    "gen-trained-deep": (51, (96, 256, 256, 256), 16), "gen-trained-broad": (52, (256, 1024), 10)}
+    "gen-trained-deep": (51, (96, 256, 256, 256), 16), "gen-trained-broad": (52, (256, 1024), 10),
+    "gen-trained-mid": (63, (128, 512, 512), 12)}
 
 
 def _trained_mlp(path: Path, name: str) -> tuple[int, ...]:
@@ -197,6 +198,21 @@ def trained_deep(path: Path) -> tuple[int, ...]:
 def trained_broad(path: Path) -> tuple[int, ...]:
     """256 → 1024 → 10, one hidden layer, trained — fourth held-out batch."""
     return _trained_mlp(path, "gen-trained-broad")
+
+
+def trained_mid(path: Path) -> tuple[int, ...]:
+    """128 → 512 → 512 → 12, trained — fifth held-out batch."""
+    return _trained_mlp(path, "gen-trained-mid")
+
+
+def mlp_square(path: Path) -> tuple[int, ...]:
+    """192 → 768 → 768 → 12: fifth held-out batch."""
+    return _mlp(path, 61, (192, 768, 768), 12)
+
+
+def mlp_stack(path: Path) -> tuple[int, ...]:
+    """80 → 4 × 320 → 10: fifth held-out batch."""
+    return _mlp(path, 62, (80, 320, 320, 320, 320), 10)
 
 
 def mlp_narrow(path: Path) -> tuple[int, ...]:
@@ -255,6 +271,12 @@ def conv_narrow(path: Path) -> tuple[int, ...]:
     return _conv(path, 54, 56, (16, 32, 64, 64), (True, True, False, True))
 
 
+def conv_compact(path: Path) -> tuple[int, ...]:
+    """3×48×48 image: three stages (32, 64, 96 channels), all pooled — fifth held-out
+    batch."""
+    return _conv(path, 64, 48, (32, 64, 96), (True, True, True))
+
+
 def _attention(path: Path, seed: int, seq: int, width: int, blocks: int) -> tuple[int, ...]:
     """Token ids → embedding → ``blocks`` pre-LN single-head self-attention blocks with a
     4× FFN → 8 tags per token."""
@@ -302,12 +324,18 @@ def attention_wide(path: Path) -> tuple[int, ...]:
     return _attention(path, 55, 32, 320, 1)
 
 
+def attention_long(path: Path) -> tuple[int, ...]:
+    """Two blocks, 64 tokens, width 160 — fifth held-out batch."""
+    return _attention(path, 65, 64, 160, 2)
+
+
 # Three families (dense, convolutional, attention) at several sizes: a knowledge store
 # with relatives of a new model is the case warm start is for. Held-out checks: the three
 # after gen-attention-large were added after the transfer plan's scales had been chosen on
 # the others; the next four after the plan-ending rule had been chosen on the first 15;
 # the three trained ones after the fragility cap had been chosen on the 19 before them; the
-# last five after the fragility rate had replaced the cap, chosen on the 22 before them.
+# five after that after the fragility rate had replaced the cap, chosen on the 22 before
+# them; the last five after the graded quality penalty was chosen on the 27 before them.
 GENERATED: dict[str, Callable[[Path], tuple[int, ...]]] = {
     "gen-mlp-wide": mlp_wide, "gen-mlp-deep": mlp_deep, "gen-mlp-mid": mlp_mid,
     "gen-mlp-huge": mlp_huge, "gen-conv-small": conv_small, "gen-conv-mid": conv_mid,
@@ -319,7 +347,9 @@ GENERATED: dict[str, Callable[[Path], tuple[int, ...]]] = {
     "gen-trained-narrow": trained_narrow, "gen-trained-wide": trained_wide,
     "gen-trained-deep": trained_deep, "gen-trained-broad": trained_broad,
     "gen-mlp-narrow": mlp_narrow, "gen-conv-narrow": conv_narrow,
-    "gen-attention-wide": attention_wide}
+    "gen-attention-wide": attention_wide, "gen-trained-mid": trained_mid,
+    "gen-mlp-square": mlp_square, "gen-mlp-stack": mlp_stack,
+    "gen-conv-compact": conv_compact, "gen-attention-long": attention_long}
 
 
 def build(name: str, folder: Path) -> Workload:
