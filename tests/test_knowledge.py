@@ -166,7 +166,7 @@ def test_transfers_rank_what_did_well_across_neighbours_above_one_neighbours_bes
     (0.0, 0.03, "x"),  # robust here: a few fragile rows flipped there cannot flip here
     (0.02, 0.03, "x"),  # a fifth of 3 % flipped there, so 0.4 % of rows here: within 1 %
     (0.15, 0.03, "y"),  # as fragile here: the loss transfers
-    (0.30, 0.006, "y"),  # twice as fragile here: 0.6 % there is 1.2 % here
+    (0.30, 0.008, "y"),  # twice as fragile here: 0.8 % there is 1.6 % here
     (None, 0.03, "y"),  # fragility unknown here: the loss transfers
     (0.0, 0.30, "y")])  # more than the relative's fragile rows: its numbers broke
 def test_a_relatives_quality_loss_transfers_as_the_rate_its_fragile_rows_flip(
@@ -193,6 +193,37 @@ def test_a_relatives_quality_loss_transfers_as_the_rate_its_fragile_rows_flip(
     expected = transfer(table[{"x": x, "y": y}[first]], workload=digits, hardware="local",
                         suggester=suggester)[1]
     assert ranked[0].params == expected
+
+
+def test_a_relatives_quality_miss_pushes_back_by_how_far_it_missed(digits, tmp_path):
+    """On the relative, X is fastest but misses quality by 3 %, Z misses by 0.3 %, W keeps
+    quality but is unstable there, Y is slowest and feasible. A near miss costs little
+    (1.2 × e^0.12 ≈ 1.35), a clear one much (1.0 × e^1.2 ≈ 3.3); an unstable one costs
+    the flat 1.5 (0.95 × 1.5 ≈ 1.43), its small quality miss included."""
+    table = _table(digits)
+    x, y, z, w = [d for d, r in table.items() if r.config["variant"] == digits.reference
+                  and r.config["batch"] == 1][:4]
+    setting = {x: (1.0, 0.99 * 0.97), y: (1.45, 1.0), z: (1.2, 0.99 * 0.997),
+               w: (0.95, 0.99 * 0.999)}
+    relative = {}
+    for d, r in table.items():
+        latency, quality = setting.get(d, (9.0, 1.0))
+        update = {"latency_p90_ms": latency, "quality_ratio": quality}
+        if d == w:
+            update["stability"] = Stability.UNSTABLE
+        relative[d] = r.model_copy(update={"metrics": r.metrics.model_copy(update=update)})
+    store = KnowledgeStore(tmp_path / "k.db")
+    store.record(_relabel(relative, fingerprint(load_profile("aws-c7i.large"))).values(),
+                 workload_fingerprint(digits), "relative study")
+    suggester = Suggester(default_space(digits.variants, hardware=["local"], cores=2)
+                          .restrict(SPACE), grid=False)
+    neighbours = store.nearest(workload_fingerprint(digits), fingerprint(load_profile("local")))
+    ranked = ranked_transfers(store, neighbours, "latency_p90_ms",
+                              parse_constraints(["quality_ratio >= 0.99"]), workload=digits,
+                              hardware="local", suggester=suggester)
+    expected = [transfer(table[d], workload=digits, hardware="local", suggester=suggester)[1]
+                for d in (z, w, y, x)]
+    assert [t.params for t in ranked[:4]] == expected
 
 
 def _measured(template, config, quality):
