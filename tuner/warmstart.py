@@ -115,7 +115,7 @@ NEIGHBOURS = 3
 TRANSFERS = 6  # configurations measured from the plan
 PLAN_SIZE = 48  # ranked configurations kept in the plan to pick from
 QUALITY_MISS_SCALE = 40.0  # a quality miss by a fraction s of its bound: family scores × e^40s
-INFEASIBLE_PENALTY = 1.5  # an infeasible configuration's ratio is multiplied by this
+INFEASIBLE_PENALTY = 1.5  # least ratio factor of an unstable result or a non-quality miss
 PLAN_REFUTED = 0.02  # a planned configuration this far short of a quality bound ends the plan
 MISS_RATIO = 4.0  # how a failed configuration rates (and the cap of every ratio)
 
