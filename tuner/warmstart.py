@@ -13,7 +13,7 @@ Two ways past results help, depending on how alike the past search is:
 
 The ranking pools the nearest pairs. Each neighbour rates every configuration it measured
 by its objective relative to the neighbour's best (1.0 = the best it measured), and a
-configuration's score is the similarity-weighted mean of those ratios. Two choices matter:
+configuration's score is the similarity-weighted mean of those ratios. Three choices matter:
 
 * the pooled ranking, not each neighbour's top few: one neighbour's optimum is often a
   noisy pick among near-equals, while what did well across relatives tends to do well on
@@ -216,8 +216,8 @@ def next_transfer(plan: Sequence[Transfer], known: Sequence[TrialResult],
             return None
         failed.add(numerics_digest(config))
         family = _family(config)
-        penalty[family] = penalty.get(family, 1.0) * math.exp(
-            QUALITY_MISS_SCALE * min(shortfall, 1.0))
+        penalty[family] = penalty.get(family, 1.0) * miss_penalty(
+            shortfall, otherwise_infeasible=False)
     live = [t for t in plan if t.config.digest() not in taken
             and numerics_digest(t.config) not in failed
             and speed_digest(t.config) not in timed]
@@ -284,8 +284,9 @@ def ranked_transfers(store: KnowledgeStore, neighbours: Sequence[Neighbour], obj
 def miss_penalty(shortfall: float, *, otherwise_infeasible: bool) -> float:
     """What a relative's infeasible result costs its ratio: a quality miss by a fraction
     ``shortfall`` of its bound costs ``exp(QUALITY_MISS_SCALE * shortfall)``, the price
-    :func:`next_transfer` puts on a miss measured here (1.5 at a 1 % miss, 3.3 at 3 %);
-    an unstable result or another broken constraint costs ``INFEASIBLE_PENALTY`` at least."""
+    :func:`next_transfer` puts on a miss measured here (1.5 at a 1 % miss, 3.3 at 3 %),
+    where it uses this function too; an unstable result or another broken constraint costs
+    ``INFEASIBLE_PENALTY`` at least."""
     quality = math.exp(QUALITY_MISS_SCALE * min(shortfall, 1.0)) if shortfall > 0 else 1.0
     return max(quality, INFEASIBLE_PENALTY) if otherwise_infeasible else quality
 
