@@ -249,10 +249,11 @@ def ranked_transfers(store: KnowledgeStore, neighbours: Sequence[Neighbour], obj
     for neighbour in neighbours:
         known = store.results(neighbour)
         here = [quality_here(r, fragility, neighbour.fragility) for r, _ in known]
-        good = {r.trial_id for r in feasible(here, list(constraints))}
-        shortfall = {r.trial_id: quality_shortfall(constraints, r) for r in here}
         otherwise_ok = {r.trial_id for r in feasible(here, [c for c in constraints
                                                         if c.metric not in QUALITY_METRICS])}
+        price = {r.trial_id: miss_penalty(quality_shortfall(constraints, r),
+                                          otherwise_infeasible=r.trial_id not in otherwise_ok)
+                 for r in here}
         values = {r.trial_id: r.metric(objective) for r, _ in known if r.ok}
         values = {k: v for k, v in values.items() if v is not None and v > 0}
         if not values:
@@ -266,10 +267,7 @@ def ranked_transfers(store: KnowledgeStore, neighbours: Sequence[Neighbour], obj
                 continue
             value = values.get(result.trial_id)
             ratio = MISS_RATIO if value is None else (
-                (value / best if minimize else best / value)
-                * (1.0 if result.trial_id in good else miss_penalty(
-                    shortfall[result.trial_id],
-                    otherwise_infeasible=result.trial_id not in otherwise_ok)))
+                (value / best if minimize else best / value) * price[result.trial_id])
             digest = mapped[0].digest()
             own[digest] = min(ratio, own.get(digest, MISS_RATIO))
             found.setdefault(digest, (*mapped, _label(neighbour, source)))
@@ -282,11 +280,11 @@ def ranked_transfers(store: KnowledgeStore, neighbours: Sequence[Neighbour], obj
 
 
 def miss_penalty(shortfall: float, *, otherwise_infeasible: bool) -> float:
-    """What a relative's infeasible result costs its ratio: a quality miss by a fraction
-    ``shortfall`` of its bound costs ``exp(QUALITY_MISS_SCALE * shortfall)``, the price
-    :func:`next_transfer` puts on a miss measured here (1.5 at a 1 % miss, 3.3 at 3 %),
-    where it uses this function too; an unstable result or another broken constraint costs
-    ``INFEASIBLE_PENALTY`` at least."""
+    """What a relative's result costs its ratio: nothing (1.0) when every constraint holds;
+    a quality miss by a fraction ``shortfall`` of its bound costs
+    ``exp(QUALITY_MISS_SCALE * shortfall)``, the price :func:`next_transfer` puts on a miss
+    measured here (1.5 at a 1 % miss, 3.3 at 3 %), where it uses this function too; an
+    unstable result or another broken constraint costs ``INFEASIBLE_PENALTY`` at least."""
     quality = math.exp(QUALITY_MISS_SCALE * min(shortfall, 1.0)) if shortfall > 0 else 1.0
     return max(quality, INFEASIBLE_PENALTY) if otherwise_infeasible else quality
 
