@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo lint test test-fast bench clean
+.PHONY: install demo lint test test-fast test-other-host bench clean
 
 install: $(STAMP)
 
@@ -22,6 +22,23 @@ lint: install
 
 test: lint
 	$(PY) -m pytest
+	$(MAKE) --no-print-directory test-other-host
+
+# The host_sensitive tests again as if on the other CPU vendor's machine (both where this one
+# is neither AMD nor Intel; PODIUM_LOCAL_PROFILE, see README), so no answer hangs on this host.
+test-other-host: install
+	@set -e; vendor=$$(env -u PODIUM_LOCAL_PROFILE $(PY) -c \
+	  'from tuner.hardware import local_host; print(local_host().vendor)'); \
+	case "$$vendor" in \
+	  AuthenticAMD) others="aws-c7i.large" ;; \
+	  GenuineIntel) others="aws-c7a.large" ;; \
+	  *) others="aws-c7a.large aws-c7i.large" ;; \
+	esac; \
+	for profile in $$others; do \
+	  echo "host_sensitive tests on a simulated $$profile host (this one: $${vendor:-unknown})"; \
+	  PODIUM_LOCAL_PROFILE=$$profile $(PY) -m pytest -q -m host_sensitive -p no:cacheprovider \
+	    || exit 1; \
+	done
 
 test-fast: lint
 	$(PY) -m pytest -m "not slow"

@@ -18,6 +18,20 @@ from tuner.measure import Protocol
 FAST_PROTOCOL = Protocol(warmup_s=0.2, latency_s=0.3, max_latency_s=5.0, throughput_s=0.3)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under a simulated host ($PODIUM_LOCAL_PROFILE) only host_sensitive tests run: the rest
+    measure on, or run code built for, the local host, which is not this machine then."""
+    simulated = os.environ.get("PODIUM_LOCAL_PROFILE", "").strip()
+    if not simulated:
+        return
+    skip = pytest.mark.skip(reason=f"PODIUM_LOCAL_PROFILE={simulated}: this test measures or "
+                                   "runs code built for the local host; only host_sensitive "
+                                   "tests run under a simulated one")
+    for item in items:
+        if "host_sensitive" not in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def podium_home() -> Path:
     return Path(os.environ["PODIUM_HOME"])
@@ -33,6 +47,27 @@ def digits():
 @pytest.fixture(scope="session")
 def protocol() -> Protocol:
     return FAST_PROTOCOL
+
+
+@pytest.fixture
+def local_host():
+    """Pin the local host a test reasons about: ``local_host("aws-c7a.large")`` simulates that
+    profile's host (``$PODIUM_LOCAL_PROFILE``), ``local_host(None)`` the real machine (for
+    code built for and run on it). Returns the host; both are undone after the test."""
+    from tuner import hardware
+
+    with pytest.MonkeyPatch.context() as patch:
+
+        def pin(profile: str | None) -> hardware.Host:
+            if profile is None:
+                patch.delenv(hardware.LOCAL_PROFILE_ENV, raising=False)
+            else:
+                patch.setenv(hardware.LOCAL_PROFILE_ENV, profile)
+            hardware.reset_detection()
+            return hardware.local_host()
+
+        yield pin
+    hardware.reset_detection()
 
 
 @pytest.fixture

@@ -80,6 +80,7 @@ def test_gpu_profile_has_cuda_target_with_llvm_host():
     assert target.host is not None and target.host.kind.name == "llvm"
 
 
+@pytest.mark.host_sensitive
 def test_local_detection():
     local = hardware.detect_local()
     assert local.name == "local" and local.detected and local.cores >= 1
@@ -91,8 +92,13 @@ def test_local_detection():
     assert hardware.load_profile("local") == local
     hardware.check_tvm_target(local)  # also checks LLVM knows the chosen mcpu
     json.dumps(local.as_dict())
+    host = hardware.local_host()
+    reference = "aws-c7a.large" if host.vendor == "AuthenticAMD" else "aws-c7i.large"
+    assert local.price.source.startswith(f"estimate: {reference} on-demand")
+    assert ("simulated" in local.description) == bool(host.simulated)
 
 
+@pytest.mark.host_sensitive
 def test_local_price_env_override(monkeypatch):
     monkeypatch.setenv(hardware.LOCAL_PRICE_ENV, "0.5")
     price = hardware.detect_local().price
@@ -155,6 +161,7 @@ def test_local_name_is_reserved(user_dir):
         hardware.profile_names()
 
 
+@pytest.mark.host_sensitive
 def test_fingerprint_is_stable_and_tells_profiles_apart():
     local, cloud = hardware.detect_local(), hardware.load_profile("aws-c7i.large")
     assert hardware.fingerprint(local) == hardware.fingerprint(hardware.detect_local())
@@ -184,3 +191,101 @@ def test_avx2_needs_avx2(user_dir):
     write(user_dir, "old", text)
     with pytest.raises(HardwareError, match="has no avx2"):
         hardware.tvm_target_for(hardware.load_profile("old"), "avx2")
+
+
+@pytest.mark.host_sensitive
+@pytest.mark.parametrize(("name", "vendor", "mcpu", "price_from"), [
+    ("aws-c7a.large", "AuthenticAMD", "znver4", "aws-c7a.large"),
+    ("aws-c7i.large", "GenuineIntel", "sapphirerapids", "aws-c7i.large"),
+    ("gcp-n2-standard-4", "GenuineIntel", "cascadelake", "aws-c7i.large"),
+    ("aws-g5.xlarge", "AuthenticAMD", "znver2", "aws-c7a.large"),  # its CPU host
+])
+def test_a_simulated_local_host_follows_its_profile(local_host, name, vendor, mcpu, price_from):
+    profile = hardware.load_profile(name)
+    real_cores = local_host(None).cores
+    host = local_host(name)
+    assert (host.vendor, host.mcpu, host.simulated) == (vendor, mcpu, name)
+    assert host.model == profile.description and host.caches == {}
+    local = hardware.detect_local()
+    assert local.name == "local" and local.detected and set(local.isa) == set(profile.isa)
+    # Trials still run here: never more cores than this machine really has.
+    assert local.cores == min(profile.cores, real_cores)
+    assert local.tvm_target == {"kind": "llvm", "mcpu": mcpu, "num-cores": local.cores}
+    assert "simulated" in local.description and name in local.description
+    assert local.price.source.startswith(f"estimate: {price_from} on-demand")
+    assert hardware.load_profile("local") == local
+    printed = hardware.fingerprint(local)
+    assert printed["simulated"] == name and printed["cpu_model"] == profile.description
+    assert hardware.fingerprint(profile)["simulated"] == name  # its host facts are simulated too
+
+
+@pytest.mark.host_sensitive
+def test_a_simulated_record_never_passes_for_a_real_one(local_host):
+    from tuner.fingerprint import hardware_hash
+
+    local_host(None)
+    real = hardware.fingerprint(hardware.detect_local())
+    local_host("aws-c7a.large")
+    simulated = hardware.fingerprint(hardware.detect_local())
+    assert "simulated" not in real and hardware_hash(simulated) != hardware_hash(real)
+
+
+@pytest.mark.host_sensitive
+@pytest.mark.parametrize("name", ["cray-1", "local"])
+def test_an_unknown_simulated_profile_is_a_one_line_error(local_host, name):
+    with pytest.raises(HardwareError) as info:
+        local_host(name)
+    message = str(info.value)
+    assert "\n" not in message and f"PODIUM_LOCAL_PROFILE={name!r}" in message
+    assert "valid: aws-c7a.large, aws-c7i.large" in message and "local," not in message
+    with pytest.raises(HardwareError, match="PODIUM_LOCAL_PROFILE"):
+        hardware.load_profile("local")
+
+
+@pytest.mark.host_sensitive
+def test_a_simulated_host_is_forgotten_when_detection_is_reset(local_host, monkeypatch):
+    local_host("aws-c7i.large")
+    monkeypatch.setenv(hardware.LOCAL_PROFILE_ENV, "aws-c7a.large")
+    assert hardware.detect_local().tvm_target["mcpu"] == "sapphirerapids"  # cached
+    hardware.reset_detection()
+    assert hardware.local_host().simulated == "aws-c7a.large"
+    assert hardware.detect_local().tvm_target["mcpu"] == "znver4"
+    monkeypatch.delenv(hardware.LOCAL_PROFILE_ENV)
+    hardware.reset_detection()
+    assert not hardware.local_host().simulated
+    assert "simulated" not in hardware.fingerprint(hardware.detect_local())
+
+
+@pytest.mark.host_sensitive
+def test_the_cli_shows_a_simulated_local_host(local_host, capsys):
+    from tuner.cli import main
+
+    local_host("aws-c7i.large")
+    assert main(["hardware", "show", "local"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["tvm_target"]["mcpu"] == "sapphirerapids" and "amx_tile" in shown["isa"]
+    assert shown["fingerprint"]["simulated"] == "aws-c7i.large"
+    with pytest.raises(HardwareError):
+        local_host("cray-1")
+    assert main(["hardware", "show", "local"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "PODIUM_LOCAL_PROFILE='cray-1'" in lines[0]
+
+
+@pytest.mark.host_sensitive
+def test_native_tvm_for_a_simulated_host_is_refused_where_this_machine_lacks_its_isa(
+        local_host, digits):
+    """Measurements run here, so code compiled for a simulated host's ISA must run here too;
+    the expectation comes from this machine's real flags."""
+    from tuner.config import Configuration
+    from tuner.trial import validate
+
+    local_host("aws-c7i.large")
+    lacking = hardware.missing_here(hardware.load_profile("local").isa)
+    native = Configuration.parse({"backend": "tvm"})
+    if lacking:
+        with pytest.raises(HardwareError, match="which this machine lacks"):
+            validate(digits, native)
+    else:
+        validate(digits, native)
+    validate(digits, Configuration.parse({"backend": "tvm", "tvm_features": "generic"}))

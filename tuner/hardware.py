@@ -3,8 +3,10 @@
 A tuned configuration only means something for the hardware it was measured on, and cost or
 energy objectives need a price and a power model. Cloud targets ship as TOML files in the
 ``hardware_profiles`` package (more, or overrides, come from ``$PODIUM_HARDWARE_PROFILES``);
-``local`` is detected from this Linux machine. TVM is imported lazily, only by the functions
-that need it, because importing it costs seconds and most callers never touch it.
+``local`` is detected from this Linux machine, or simulated from the profile named by
+``$PODIUM_LOCAL_PROFILE`` (:func:`local_host` is the one place host facts are read). TVM is
+imported lazily, only by the functions that need it, because importing it costs seconds and
+most callers never touch it.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ if TYPE_CHECKING:
 LOCAL = "local"
 PROFILES_ENV = "PODIUM_HARDWARE_PROFILES"
 LOCAL_PRICE_ENV = "PODIUM_LOCAL_PRICE_PER_HOUR"
+# Names a profile whose host stands in for this machine's (tests, what-if reasoning).
+LOCAL_PROFILE_ENV = "PODIUM_LOCAL_PROFILE"
 FEATURES = ("native", "avx2", "generic")
 # The ISA flags that change what the backends can generate, spelled as /proc/cpuinfo does.
 ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
@@ -245,8 +249,28 @@ def tvm_target_for(profile: HardwareProfile, features: str) -> dict[str, Any]:
     return target
 
 
-@functools.cache
-def _cpuinfo() -> dict[str, str]:
+@dataclass(frozen=True)
+class Host:
+    """The machine this process reasons about: read from Linux, or simulated from a profile.
+
+    Every fact Podium derives from the host (the ``local`` profile, its price, fingerprints)
+    comes from :func:`local_host`, so ``$PODIUM_LOCAL_PROFILE`` replaces all of them at once.
+    Core pinning and thread limits keep reading the real affinity: measurements always run
+    here, whatever host is simulated.
+    """
+
+    vendor: str
+    model: str
+    flags: frozenset[str]
+    caches: dict[str, str] = field(hash=False)
+    cores: int
+    cpus: int
+    machine: str
+    mcpu: str = ""  # set when simulated; a real host's is chosen against LLVM, lazily
+    simulated: str = ""  # the profile simulated, "" for the real machine
+
+
+def _read_cpuinfo() -> dict[str, str]:
     """The first processor block of /proc/cpuinfo (all CPUs of a machine report alike)."""
     try:
         text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
@@ -259,8 +283,7 @@ def _cpuinfo() -> dict[str, str]:
     return info
 
 
-@functools.cache
-def _caches() -> dict[str, str]:
+def _read_caches() -> dict[str, str]:
     """Cache sizes of cpu0 by level (``L1d``, ``L1i``, ``L2``, ``L3``), as sysfs spells them."""
     suffix = {"Data": "d", "Instruction": "i"}
     sizes = {}
@@ -274,11 +297,62 @@ def _caches() -> dict[str, str]:
     return sizes
 
 
-def _cpu_model() -> str:
-    return _cpuinfo().get("model name") or platform.processor() or platform.machine()
+def _real_host() -> Host:
+    info = _read_cpuinfo()
+    return Host(vendor=info.get("vendor_id", ""),
+                model=info.get("model name") or platform.processor() or platform.machine(),
+                flags=frozenset((info.get("flags") or info.get("Features") or "").split()),
+                caches=_read_caches(), cores=len(os.sched_getaffinity(0)),
+                cpus=os.cpu_count() or 1, machine=platform.machine())
 
 
-def _local_mcpu(vendor: str, flags: set[str]) -> str:
+def _simulated_host(name: str, real: Host) -> Host:
+    """The host of profile ``name``, capped at the real usable cores (trials run here)."""
+    files = _profile_files()
+    if name not in files:
+        raise HardwareError(f"{LOCAL_PROFILE_ENV}={name!r} is not a hardware profile to "
+                            f"simulate; valid: {', '.join(sorted(files))}")
+    profile = _parse(files[name])
+    cpu = next(iter(_llvm_parts(profile.tvm_target)), None)
+    if cpu is None:
+        raise HardwareError(f"{LOCAL_PROFILE_ENV}={name}: the profile's tvm_target has no llvm "
+                            "part, so there is no CPU host to simulate")
+    mcpu = str(cpu.get("mcpu") or "generic")
+    arm = any(flag in profile.isa for flag in _ARM_FLAGS)
+    # Profiles name no vendor; the LLVM CPU does (znver* is AMD's), and ARM has no vendor_id.
+    vendor = "" if arm else "AuthenticAMD" if mcpu.startswith("znver") else "GenuineIntel"
+    return Host(vendor=vendor, model=profile.description, flags=frozenset(profile.isa),
+                caches={}, cores=min(profile.cores, real.cores), cpus=profile.cores,
+                machine="aarch64" if arm else "x86_64", mcpu=mcpu, simulated=name)
+
+
+@functools.cache
+def local_host() -> Host:
+    """This machine, or the profile named by ``$PODIUM_LOCAL_PROFILE``; probed once per
+    process (:func:`reset_detection` forgets it).
+
+    Raises:
+        HardwareError: ``$PODIUM_LOCAL_PROFILE`` names no profile (or ``local``).
+    """
+    real = _real_host()
+    name = os.environ.get(LOCAL_PROFILE_ENV, "").strip()
+    return _simulated_host(name, real) if name else real
+
+
+def missing_here(isa: tuple[str, ...]) -> list[str]:
+    """The ISA flags of ``isa`` this machine really lacks (whatever host is simulated):
+    code compiled natively for them would stop at an illegal instruction here."""
+    real = _real_host().flags
+    return [flag for flag in isa if flag not in real]
+
+
+def reset_detection() -> None:
+    """Forget the probed host, so the next call reads it (and ``$PODIUM_LOCAL_PROFILE``) again."""
+    local_host.cache_clear()
+    _detect_hardware.cache_clear()
+
+
+def _local_mcpu(vendor: str, flags: frozenset[str]) -> str:
     """The most specific ``mcpu`` this CPU supports that the installed LLVM knows."""
     chain = ["generic"]
     if platform.machine() in ("x86_64", "AMD64"):
@@ -292,20 +366,23 @@ def _local_mcpu(vendor: str, flags: set[str]) -> str:
 
 @functools.cache
 def _detect_hardware() -> HardwareProfile:
-    """Probe this machine once per process; only the price is left for ``detect_local``."""
-    info = _cpuinfo()
-    all_flags = set((info.get("flags") or info.get("Features") or "").split())
-    vendor = info.get("vendor_id", "")
-    cores = len(os.sched_getaffinity(0))
-    model = _cpu_model()
+    """The local host as a profile, once per process; only the price is left for
+    ``detect_local``."""
+    host = local_host()
+    cores = host.cores
     idle, tdp = _LOCAL_WATTS_PER_CORE
-    target = {"kind": "llvm", "mcpu": _local_mcpu(vendor, all_flags), "num-cores": cores}
+    mcpu = host.mcpu or _local_mcpu(host.vendor, host.flags)
+    if host.simulated:
+        description = (f"simulated {host.simulated} ({LOCAL_PROFILE_ENV}): {host.model}; "
+                       f"measured on this machine, {cores} usable cores")
+    else:
+        description = (f"this machine: {host.model}, {cores} usable of {host.cpus} CPUs "
+                       f"({host.machine})")
     return HardwareProfile(
-        name=LOCAL,
-        description=f"this machine: {model}, {cores} usable of {os.cpu_count()} CPUs "
-                    f"({platform.machine()})",
-        cores=cores, isa=tuple(flag for flag in ISA_FLAGS if flag in all_flags),
-        tvm_target=target, ort_providers=("CPUExecutionProvider",), price=None,
+        name=LOCAL, description=description, cores=cores,
+        isa=tuple(flag for flag in ISA_FLAGS if flag in host.flags),
+        tvm_target={"kind": "llvm", "mcpu": mcpu, "num-cores": cores},
+        ort_providers=("CPUExecutionProvider",), price=None,
         power=PowerModel(idle * cores, tdp * cores,
                          f"estimate: {idle} W idle / {tdp} W full load per vCPU, not measured"),
         detected=True)
@@ -324,7 +401,7 @@ def _local_price(cores: int) -> Price:
             raise HardwareError(f"{LOCAL_PRICE_ENV}={override!r} is not a price in USD per hour")
         return Price(value, f"user: {LOCAL_PRICE_ENV}", datetime.date.today().isoformat())
     # Always the shipped file, so a user override cannot take the reference price away.
-    amd = _cpuinfo().get("vendor_id") == "AuthenticAMD"
+    amd = local_host().vendor == "AuthenticAMD"
     ref = _parse(_package_dir() / ("aws-c7a.large.toml" if amd else "aws-c7i.large.toml"))
     assert ref.price is not None  # every shipped profile has a price (tested)
     hourly, date = ref.price.usd_per_hour, ref.price.date
@@ -344,12 +421,17 @@ def fingerprint(profile: HardwareProfile) -> dict[str, Any]:
 
     Host facts (CPU model, caches, arch) let a result cache notice that an ``aws-c7i.large``
     run landed on a different CPU; the node name is kept only for ``local``, because cloud
-    instances of one type are interchangeable while local machines are not.
+    instances of one type are interchangeable while local machines are not. Under
+    ``$PODIUM_LOCAL_PROFILE`` the host facts are the simulated ones and ``simulated`` names
+    the profile, so such a record never passes for a real one.
     """
+    host = local_host()
     result: dict[str, Any] = {
-        "profile": profile.name, "cpu_model": _cpu_model(), "cores": profile.cores,
+        "profile": profile.name, "cpu_model": host.model, "cores": profile.cores,
         "isa": sorted(profile.isa), "accelerator": profile.accelerator,
-        "caches": dict(_caches()), "machine": platform.machine()}
+        "caches": dict(host.caches), "machine": host.machine}
     if profile.detected:
         result["node"] = platform.node()
+    if host.simulated:
+        result["simulated"] = host.simulated
     return result

@@ -39,12 +39,16 @@ def list_hardware() -> None:
     """List the hardware profiles (``local`` is detected from this machine)."""
     from tuner.hardware import load_profile, profile_names
 
+    profiles = [load_profile(name) for name in profile_names()]
     table = Table(title="hardware profiles")
-    for column in ("name", "cores", "ray resource", "price USD/h", "power W (idle–TDP)",
-                   "description"):
-        table.add_column(column)
-    for name in profile_names():
-        p = load_profile(name)
+    # Names are what users type: never cut; the description wraps to what is left.
+    table.add_column("name", no_wrap=True, min_width=max(len(p.name) for p in profiles))
+    table.add_column("cores")
+    table.add_column("ray resource", overflow="fold")
+    table.add_column("price USD/h")
+    table.add_column("power W (idle–TDP)")
+    table.add_column("description", ratio=1)
+    for p in profiles:
         price = f"{p.price.usd_per_hour:.4g}" if p.price else "—"
         table.add_row(p.name, str(p.cores), p.ray_resource, price,
                       f"{p.power.idle_w:g}–{p.power.tdp_w:g}", p.description)
