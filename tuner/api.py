@@ -176,7 +176,7 @@ def optimize(workload: str | Workload = "digits", objectives: Sequence[str] = ("
         executor.require([p.name for p in profiles])
         cores = min(cores, *(executor.max_cpus(p.name) for p in profiles))
         search_space = default_space(chosen.variants, hardware=[p.name for p in profiles],
-                                     cores=cores).restrict(space)
+                                     cores=cores, fixed_batch=chosen.fixed_batch).restrict(space)
         suggester = Suggester(search_space, grid=sampler == "grid")
         grid_size = len(suggester.grid) if suggester.grid is not None else 0
         identity = {"workload": chosen.sha256, "objectives": objectives,
@@ -285,7 +285,8 @@ def check_request(workload: Workload, objectives: Sequence[str], constraints: Se
     if sampler not in SAMPLERS:
         raise ConfigError(f"unknown sampler {sampler!r} (valid: {', '.join(SAMPLERS)})")
     default_space(workload.variants, hardware=[p.name for p in profiles],
-                  cores=min(p.cores for p in profiles)).restrict(space)
+                  cores=min(p.cores for p in profiles),
+                  fixed_batch=workload.fixed_batch).restrict(space)
     return parsed, profiles
 
 

@@ -50,6 +50,9 @@ def artifact_key(workload: Workload, config: Configuration, profile: HardwarePro
         material["target"] = hardware_spec(profile, config)["tvm_target"]
         # Which MetaSchedule search can run (tuner/backends/tvm_tuning.py) depends on these.
         material["tvm_packages"] = {p: versions.get(p) for p in _TVM_KEY_PACKAGES}
+        # Compiled for static shapes, which a dynamic dim takes from the workload's data.
+        material["input_shapes"] = {name: list(array.shape) for name, array
+                                    in sorted(workload.example_feed(config.batch).items())}
     text = json.dumps(material, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 

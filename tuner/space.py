@@ -227,10 +227,13 @@ def _coerce(key: str, value: Any) -> Any:
     return coerced.value if hasattr(coerced, "value") else coerced
 
 
-def default_space(variants: Iterable[str], *, hardware: list[str], cores: int) -> Space:
-    """The default space for a workload: every variant, both backends, 1..cores threads."""
+def default_space(variants: Iterable[str], *, hardware: list[str], cores: int,
+                  fixed_batch: int | None = None) -> Space:
+    """The default space for a workload: every variant, both backends, 1..cores threads,
+    batches 1, 8 and 32 — or the one batch a model exported with a fixed batch takes."""
     return Space(variants=list(variants), hardware=list(hardware),
-                 threads=list(range(1, cores + 1)), batch=[1, 8, 32])
+                 threads=list(range(1, cores + 1)),
+                 batch=[fixed_batch] if fixed_batch else [1, 8, 32])
 
 
 def space_fields() -> list[str]:

@@ -19,14 +19,15 @@ from tuner.build import build_artifact
 from tuner.config import Backend, Configuration
 from tuner.cost import cost_per_million_usd
 from tuner.errors import ConfigError, HardwareError, TrialFailed
-from tuner.hardware import LOCAL, HardwareProfile, fingerprint, load_profile
+from tuner.hardware import LOCAL, HardwareProfile, fingerprint, load_profile, missing_here
 from tuner.measure import Protocol
 from tuner.power import energy_mj_per_inference, estimate_power_w
 from tuner.results import HardwareRef, Metrics, Stability, TrialResult, TrialState, WorkloadRef
 from tuner.subprocess_runner import run_worker
 from tuner.versions import package_versions, podium_version
 from workloads.base import Workload
-from workloads.onnx_files import file_sha256, session_inputs
+from workloads.layout import fixed_batch
+from workloads.onnx_files import file_sha256, session_io
 
 NODE_PROFILES_ENV = "PODIUM_NODE_PROFILES"
 DEFAULT_TIMEOUT_S = 600.0
@@ -59,14 +60,19 @@ def validate(workload: Workload, config: Configuration, profile: HardwareProfile
     if config.threads > min(profile.cores, usable):
         raise ConfigError(f"threads={config.threads} exceeds the cores available "
                           f"({profile.name} has {profile.cores}, this process may use {usable})")
-    fixed = session_inputs(workload.model_path(variant))[0].shape[:1]
-    if fixed and fixed[0] is not None and config.batch != fixed[0]:
-        raise ConfigError(f"variant {variant!r} has a fixed batch size of {fixed[0]}; "
+    fixed = fixed_batch(session_io(workload.model_path(variant))[1], workload.layout)
+    if fixed is not None and config.batch != fixed:
+        raise ConfigError(f"variant {variant!r} has a fixed batch size of {fixed}; "
                           f"batch={config.batch} is not possible")
     if config.backend is Backend.TVM:
         from tuner.build import hardware_spec
 
         hardware_spec(profile, config)  # raises HardwareError for impossible features
+        lacking = missing_here(profile.isa) if profile.detected else []
+        if lacking and config.tvm_features.value == "native":
+            raise HardwareError(f"{profile.description.split(':')[0]}: a native TVM build uses "
+                                f"{', '.join(lacking)}, which this machine lacks; set "
+                                "tvm_features=avx2 or generic")
     return config, profile
 
 

@@ -20,8 +20,6 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from tuner.errors import PodiumError, TrialFailed, one_line
 
 
@@ -41,11 +39,13 @@ def build_task(spec: dict[str, Any]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         transformed = Path(tmp) / "transformed.onnx"
         details = apply_transforms(workload.model_path(config.variant), config, transformed,
-                                   calibration=calibration,
+                                   calibration=calibration, layout=workload.layout,
                                    probe=Probe.from_rows(workload.eval_inputs,
-                                                         workload.output_index))
+                                                         workload.output_index,
+                                                         layout=workload.layout))
         artifact = get_backend(config.backend.value).build(
-            transformed, config, out_dir, calibration=calibration, hardware=spec["hardware"])
+            transformed, config, out_dir, calibration=calibration,
+            example=workload.example_feed(config.batch), hardware=spec["hardware"])
     artifact.details = details | artifact.details
     artifact.build_s = time.perf_counter() - start
     artifact.save()
@@ -57,7 +57,7 @@ def measure_task(spec: dict[str, Any]) -> dict[str, Any]:
     from tuner.backends import Artifact, get_backend
     from tuner.config import Configuration
     from tuner.measure import Protocol, check_finite, measure_session
-    from workloads.quality import score
+    from workloads.quality import quality_of
     from workloads.reference import run_in_batches
     from workloads.registry import open_root
 
@@ -68,27 +68,17 @@ def measure_task(spec: dict[str, Any]) -> dict[str, Any]:
     start = time.perf_counter()
     session = get_backend(config.backend.value).load(artifact, config, threads=spec["threads"])
     load_s = time.perf_counter() - start
-    inputs = workload.eval_inputs
-    feed = _first_rows(inputs, config.batch)
-    stats = measure_session(session.run, feed, config.batch, protocol)
-    outputs = run_in_batches(session.run, inputs, config.batch, pad=True)
+    stats = measure_session(session.run, workload.example_feed(config.batch), config.batch,
+                            protocol)
+    outputs = run_in_batches(workload.layout.wrap(session.run), workload.eval_inputs,
+                             config.batch, pad=True)
     check_finite(outputs)
-    scored = outputs[workload.output_index]
-    stats["quality"] = score(workload.metric, scored, labels=workload.eval_labels,
-                             reference=workload.reference_outputs)
-    stats["eval_samples"] = len(scored)
+    stats |= quality_of(workload, outputs)
     stats["load_s"] = load_s
     stats["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     stats["cpus"] = sorted(os.sched_getaffinity(0))
     session.close()
     return stats
-
-
-def _first_rows(inputs: dict[str, np.ndarray], batch: int) -> dict[str, np.ndarray]:
-    """A batch of real rows, repeated when the evaluation set is smaller than the batch."""
-    n = len(next(iter(inputs.values())))
-    index = np.arange(batch) % n
-    return {k: np.ascontiguousarray(v[index]) for k, v in inputs.items()}
 
 
 TASKS = {"build": build_task, "measure": measure_task}

@@ -14,10 +14,15 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from tuner.errors import WorkloadError
+from workloads.layout import Layout
+
+# Prefix of the data file's arrays that are given whole to every call (not batched).
+CONSTANTS = "const__"
 
 
 class Metric(StrEnum):
@@ -86,6 +91,7 @@ class Workload:
     reference_quality: float = 1.0
     source: str = "builtin"
     extra: dict[str, str] = field(default_factory=dict)
+    layout_spec: dict[str, Any] | None = None
 
     def variant(self, name: str | None) -> Variant:
         """Return the named variant (the reference for ``None``) or raise WorkloadError."""
@@ -110,6 +116,49 @@ class Workload:
     @property
     def calib_inputs(self) -> dict[str, np.ndarray]:
         return _section(self._data, "calib__")
+
+    @property
+    def constants(self) -> dict[str, np.ndarray]:
+        """Inputs given whole to every call (a sample rate, a fixed mask)."""
+        return _section(self._data, CONSTANTS)
+
+    @cached_property
+    def layout(self) -> Layout:
+        """Where each input and output carries the batch (:mod:`workloads.layout`); the
+        data sections above are canonical: batch on axis 0, constants apart."""
+        if self.layout_spec is None:
+            return Layout.batch_first(list(self.eval_inputs))
+        return Layout.from_dict(self.layout_spec, self.constants)
+
+    @cached_property
+    def fixed_batch(self) -> int | None:
+        """The batch the reference variant was exported with where it is fixed (``[1, 576]``
+        takes one row per call), else None."""
+        from workloads.layout import fixed_batch
+        from workloads.onnx_files import session_io
+
+        return fixed_batch(session_io(self.model_path())[1], self.layout)
+
+    def example_feed(self, batch: int) -> dict[str, np.ndarray]:
+        """One call's inputs as the model takes them: ``batch`` real evaluation rows,
+        repeated when the evaluation set is smaller, plus the constants."""
+        rows = self.eval_inputs
+        index = np.arange(batch) % len(next(iter(rows.values())))
+        return self.layout.feed({k: np.ascontiguousarray(v[index]) for k, v in rows.items()})
+
+    @property
+    def scored_outputs(self) -> list[int]:
+        """Indices of the outputs quality scores; the first is ``output_index``."""
+        if self.layout_spec is None:
+            return [self.output_index]
+        scored = self.layout.scored(len(self.layout.outputs))
+        return [self.output_index, *(i for i in scored if i != self.output_index)]
+
+    def reference_output(self, index: int) -> np.ndarray:
+        """fp32 reference outputs (canonical) of output ``index`` on the evaluation set."""
+        from workloads.reference import load_reference
+
+        return load_reference(self.root, index)
 
     @property
     def eval_labels(self) -> np.ndarray | None:

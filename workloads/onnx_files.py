@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from tuner.errors import WorkloadError, one_line
+from workloads.layout import Declared
 
 MAX_MODEL_BYTES_ENV = "PODIUM_MAX_MODEL_BYTES"
 MAX_MODEL_BYTES = 2 * 1024**3  # protobuf's own limit for a single file
@@ -70,13 +72,19 @@ def check_size(path: Path, kind: str, env: str, default: int) -> int:
     return limit
 
 
-def check_model_file(path: Path) -> list[InputSpec]:
-    """Validate an ONNX file and return its input specs.
+def check_model_file(path: Path, stored: Path
+                     ) -> tuple[list[InputSpec], list[Declared], list[Declared]]:
+    """Validate an ONNX file, store it at ``stored`` and return its inputs and outputs.
+
+    An unnamed dynamic dim written as ``-1`` or ``0`` (older tf2onnx and keras2onnx, other
+    converters, hand-edited graphs) is stored as a named symbolic dim, which every tool
+    downstream understands (onnxruntime reads a ``0`` literally and refuses the data);
+    a model without such dims is stored byte for byte.
 
     Raises:
         WorkloadError: missing, oversized, corrupt or truncated file, external data,
-            negative dimensions, checker failure, or a model the installed onnxruntime
-            cannot load (opset/IR version, unknown op).
+            checker failure, or a model the installed onnxruntime cannot load (opset/IR
+            version, unknown op).
     """
     import onnx
 
@@ -93,13 +101,30 @@ def check_model_file(path: Path) -> list[InputSpec]:
     if not model.graph.node:
         raise WorkloadError(f"{path.name} is not a readable ONNX model: the graph is empty")
     refuse_external_data(model, path)
-    _refuse_negative_dims(model, path)
     _refuse_non_tensor_outputs(model, path)
     try:
         onnx.checker.check_model(model)
     except Exception as exc:
         raise WorkloadError(f"{path.name} fails onnx.checker: {one_line(exc)[:300]}") from None
-    return session_inputs(path)
+    if name_unknown_dims(model):
+        onnx.save(model, str(stored))
+    else:
+        shutil.copyfile(path, stored)
+    return session_io(stored, shown_as=path.name)
+
+
+def name_unknown_dims(model) -> bool:
+    """Give every graph input/output dim declared ``-1`` or ``0`` a symbolic name
+    (``<value>_dim<axis>``), in place; True if any was renamed."""
+    changed = False
+    for value in [*model.graph.input, *model.graph.output]:
+        if value.type.WhichOneof("value") != "tensor_type":
+            continue
+        for axis, dim in enumerate(value.type.tensor_type.shape.dim):
+            if dim.HasField("dim_value") and dim.dim_value <= 0:
+                dim.dim_param = _unknown_dim_name(value.name, axis)
+                changed = True
+    return changed
 
 
 def _refuse_non_tensor_outputs(model, path: Path) -> None:
@@ -167,18 +192,18 @@ def _node_tensors(node) -> Iterator:
             yield from _graph_tensors(graph)
 
 
-def _refuse_negative_dims(model, path: Path) -> None:
-    for value in [*model.graph.input, *model.graph.output]:
-        dims = value.type.tensor_type.shape.dim
-        if any(d.HasField("dim_value") and d.dim_value < 0 for d in dims):
-            shown = [d.dim_param or d.dim_value for d in dims]
-            raise WorkloadError(f"{path.name}: {value.name!r} declares a negative dimension "
-                                f"{shown}")
-
-
 def session_inputs(path: Path) -> list[InputSpec]:
     """Open ``path`` in onnxruntime (no optimizations) and return its input specs."""
+    return session_io(path)[0]
+
+
+def session_io(path: Path, *, shown_as: str | None = None
+               ) -> tuple[list[InputSpec], list[Declared], list[Declared]]:
+    """Open ``path`` in onnxruntime (no optimizations): its input specs, and its inputs
+    and its outputs as declared (named dynamic dims kept by name)."""
     import onnxruntime as ort
+
+    shown_as = shown_as or path.name
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
@@ -186,13 +211,29 @@ def session_inputs(path: Path) -> list[InputSpec]:
     try:
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:
-        raise WorkloadError(f"onnxruntime {ort.__version__} cannot load {path.name}: "
+        raise WorkloadError(f"onnxruntime {ort.__version__} cannot load {shown_as}: "
                             f"{one_line(exc)[:300]}") from None
     specs = []
     for node in session.get_inputs():
         if node.type not in _ONNX_DTYPES:
-            raise WorkloadError(f"input {node.name!r} of {path.name} has unsupported type "
+            raise WorkloadError(f"input {node.name!r} of {shown_as} has unsupported type "
                                 f"{node.type}")
         shape = tuple(d if isinstance(d, int) and d > 0 else None for d in node.shape)
         specs.append(InputSpec(node.name, np.dtype(_ONNX_DTYPES[node.type]), shape))
-    return specs
+    inputs, outputs = ([Declared(node.name, tuple(_dim(node.name, axis, d)
+                                                  for axis, d in enumerate(node.shape)))
+                        for node in nodes]
+                       for nodes in (session.get_inputs(), session.get_outputs()))
+    return specs, inputs, outputs
+
+
+def _dim(name: str, axis: int, value: int | str | None) -> int | str | None:
+    """A dim as ORT reports it: a positive size, a symbolic name, or unknown (None) — which
+    a name given by :func:`name_unknown_dims` still is."""
+    if isinstance(value, int):
+        return value if value > 0 else None
+    return None if not value or value == _unknown_dim_name(name, axis) else value
+
+
+def _unknown_dim_name(value: str, axis: int) -> str:
+    return f"{value}_dim{axis}"

@@ -1,15 +1,22 @@
 """Quality scores: every score is in [0, 1], higher is better, computed from outputs.
 
-The scored output is the one the workload names (``Workload.output_index``); outputs of
-the artifact under test are compared with labels or with the fp32 reference outputs of
-the workload's reference variant on ONNX Runtime.
+The first scored output is the one the workload names (``Workload.output_index``) and is
+scored with the workload's metric (labels apply to it); a user model's other batched
+outputs are scored too, against the fp32 reference, unless the user left them out. The
+outputs of the artifact under test are compared with labels or with the fp32 reference
+outputs of the workload's reference variant on ONNX Runtime.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from workloads.base import Metric
+
+if TYPE_CHECKING:
+    from workloads.base import Workload
 
 
 def score(metric: Metric, outputs: np.ndarray, *, labels: np.ndarray | None,
@@ -26,6 +33,43 @@ def score(metric: Metric, outputs: np.ndarray, *, labels: np.ndarray | None,
     diff = np.linalg.norm((outputs - reference).astype(np.float64).ravel())
     norm = np.linalg.norm(reference.astype(np.float64).ravel())
     return float(max(0.0, 1.0 - diff / max(norm, 1e-30)))
+
+
+def quality_of(workload: Workload, outputs: list[np.ndarray]) -> dict[str, Any]:
+    """``quality`` of canonical ``outputs`` over every scored output, and ``eval_samples``.
+
+    With one scored output this is its score. With several, the first output's score is
+    scaled by the worst output's ratio to fp32, so ``quality_ratio`` is the worst output's
+    ratio (a quantized state output that drifts is a loss, even when the class output
+    holds); each output's own score is kept in ``quality_by_output``.
+    """
+    first = workload.output_index
+    primary = score(workload.metric, outputs[first], labels=workload.eval_labels,
+                    reference=workload.reference_outputs)
+    stats: dict[str, Any] = {"quality": primary, "eval_samples": len(outputs[first])}
+    others = [i for i in workload.scored_outputs if i != first]
+    if not others:
+        return stats
+    names = list(workload.layout.outputs) or [f"output {i}" for i in range(len(outputs))]
+    by_output = {names[first]: primary}
+    ratios = [primary / workload.reference_quality if workload.reference_quality > 0 else 1.0]
+    for index in others:
+        reference = workload.reference_output(index)
+        by_output[names[index]] = score(secondary_metric(reference), outputs[index],
+                                        labels=None, reference=reference)
+        ratios.append(by_output[names[index]])
+    stats["quality"] = min(ratios) * workload.reference_quality
+    stats["quality_by_output"] = by_output
+    return stats
+
+
+def secondary_metric(reference: np.ndarray) -> Metric:
+    """A further scored output: class scores per row (``[rows, classes]``) by top-1
+    agreement, anything else (a state, a sequence of features) by relative error."""
+    if (reference.ndim == 2 and reference.shape[-1] > 1
+            and np.issubdtype(reference.dtype, np.floating)):
+        return Metric.AGREEMENT
+    return Metric.RELATIVE_ERROR
 
 
 def choose_metric(outputs: np.ndarray, has_labels: bool) -> Metric:

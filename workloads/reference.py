@@ -8,11 +8,13 @@ and ``quality_ratio`` divides by the reference's own quality.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from tuner.errors import WorkloadError
 from workloads.base import Metric
+from workloads.layout import Layout
 from workloads.quality import score
 
 REFERENCE_FILE = "reference.npz"
@@ -39,16 +41,27 @@ def run_in_batches(run, inputs: dict[str, np.ndarray], batch: int, *,
     return [np.concatenate([c[i] for c in chunks]) for i in range(len(chunks[0]))]
 
 
-def compute_reference(model_path: Path, inputs: dict[str, np.ndarray], *,
-                      batch: int = REFERENCE_BATCH) -> list[np.ndarray]:
-    """fp32 outputs of ``model_path`` on ``inputs`` with ORT's default session options."""
+def reference_session(model_path: Path) -> Any:
+    """An ORT session with default options on one thread: how the fp32 reference runs."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.log_severity_level = 4  # errors surface as exceptions, not as log lines
-    session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
-    outputs = run_in_batches(lambda feed: session.run(None, feed), inputs, batch, pad=False)
+    return ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+
+
+def compute_reference(model_path: Path, inputs: dict[str, np.ndarray], *,
+                      batch: int = REFERENCE_BATCH,
+                      layout: Layout | None = None, pad: bool = False) -> list[np.ndarray]:
+    """fp32 outputs of ``model_path`` on canonical ``inputs`` (batch on axis 0, constants
+    in ``layout``), with ORT's default session options; outputs come back canonical too.
+    ``pad`` fills the last chunk up to ``batch`` rows, for a model with a fixed batch."""
+    session = reference_session(model_path)
+    run = lambda feed: session.run(None, feed)  # noqa: E731 - wrapped just below
+    if layout is not None:
+        run = layout.wrap(run)
+    outputs = run_in_batches(run, inputs, batch, pad=pad)
     for name, out in zip((o.name for o in session.get_outputs()), outputs, strict=True):
         if np.issubdtype(out.dtype, np.floating) and not np.all(np.isfinite(out)):
             raise WorkloadError(f"the reference model {model_path.name} produces NaN/Inf in "

@@ -18,6 +18,7 @@ import json
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -25,6 +26,7 @@ from tuner.errors import WorkloadError
 from tuner.paths import cache_dir
 from tuner.versions import package_versions
 from workloads.base import Metric, Recipe, Variant, Workload, write_data
+from workloads.layout import Layout
 from workloads.onnx_files import file_sha256
 from workloads.reference import compute_reference, reference_quality, save_reference
 
@@ -80,9 +82,15 @@ def get(name: str) -> Workload:
 
 
 def content_hash(name: str, metric: Metric, reference: str, variants: list[Variant],
-                 root: Path, arrays: dict[str, np.ndarray]) -> str:
-    """sha256 over the workload's identity, model bytes and data arrays."""
-    digest = hashlib.sha256(json.dumps([name, str(metric), reference]).encode())
+                 root: Path, arrays: dict[str, np.ndarray], layout: Layout | None = None) -> str:
+    """sha256 over the workload's identity, model bytes, data arrays and, where it is not
+    batch-first or scores several outputs, its layout (the same arrays read along another
+    axis are other data)."""
+    header: list[Any] = [name, str(metric), reference]
+    if layout is not None and (not layout.is_batch_first
+                               or len(layout.scored(len(layout.outputs))) > 1):
+        header.append(layout.as_dict())
+    digest = hashlib.sha256(json.dumps(header).encode())
     for variant in sorted(variants, key=lambda v: v.name):
         digest.update(f"{variant.name}:{file_sha256(root / variant.filename)}".encode())
     for key in sorted(arrays):
@@ -95,10 +103,11 @@ def content_hash(name: str, metric: Metric, reference: str, variants: list[Varia
 def store(*, name: str, description: str, metric: Metric, reference: str,
           variants: list[Variant], staging: Path, arrays: dict[str, np.ndarray],
           output_index: int, source: str,
-          outputs: list[np.ndarray] | None = None) -> Workload:
+          outputs: list[np.ndarray] | None = None, layout: Layout | None = None) -> Workload:
     """Finish a staged workload folder: reference outputs, hash, manifest, atomic rename.
 
-    ``outputs`` are the reference outputs when the caller already computed them.
+    ``outputs`` are the reference outputs when the caller already computed them; a
+    ``layout`` (user models) says where inputs and outputs carry the batch.
     """
     if outputs is None:
         eval_inputs = {k.removeprefix("eval__"): v for k, v in arrays.items()
@@ -108,7 +117,7 @@ def store(*, name: str, description: str, metric: Metric, reference: str,
     if not 0 <= output_index < len(outputs):
         raise WorkloadError(f"output index {output_index} out of range ({len(outputs)} outputs)")
     save_reference(staging, outputs)
-    sha = content_hash(name, metric, reference, variants, staging, arrays)
+    sha = content_hash(name, metric, reference, variants, staging, arrays, layout)
     manifest = {
         "name": name, "description": description, "metric": str(metric),
         "reference": reference, "output_index": output_index, "source": source,
@@ -118,6 +127,8 @@ def store(*, name: str, description: str, metric: Metric, reference: str,
         "variants": [vars(v) for v in variants],
         "files": {p.name: file_sha256(p) for p in sorted(staging.iterdir())},
     }
+    if layout is not None:
+        manifest["layout"] = layout.as_dict()
     (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
     target = cache_dir("workloads") / sha[:16]
     if target.exists():
@@ -178,6 +189,7 @@ def _verified(root: Path) -> Workload | None:
         reference=manifest["reference"], metric=Metric(manifest["metric"]),
         sha256=manifest["sha256"], output_index=manifest["output_index"],
         reference_quality=manifest["reference_quality"], source=manifest["source"],
+        layout_spec=manifest.get("layout"),
     )
 
 

@@ -10,8 +10,10 @@ A backend has two halves that run in different processes (MEASUREMENT.md rule 2)
   returns a :class:`Session` whose :meth:`Session.run` is the timed call. ``threads`` is
   the number of cores the measuring process owns; the session must not use more.
 
-Inputs and outputs are dicts/lists of numpy arrays whose leading dimension is the batch.
-A backend that compiles for a fixed batch size receives exactly ``config.batch`` rows.
+A session's inputs are what the model takes (:meth:`workloads.layout.Layout.feed`: each
+input's batch on its own axis, constants included) and its outputs are what the model
+returns. A backend that compiles for static shapes builds for the shapes of ``example``,
+one call's inputs of ``config.batch`` real rows, and then receives exactly those shapes.
 """
 
 from __future__ import annotations
@@ -78,11 +80,14 @@ class Backend(ABC):
 
     @abstractmethod
     def build(self, model_path: Path, config: Configuration, out_dir: Path, *,
-              calibration: dict[str, np.ndarray] | None, hardware: dict[str, Any]) -> Artifact:
+              calibration: dict[str, np.ndarray] | None, hardware: dict[str, Any],
+              example: dict[str, np.ndarray] | None = None) -> Artifact:
         """Build ``model_path`` under ``config`` into ``out_dir`` and return the artifact.
 
         ``calibration`` holds the calibration split (input name → array) for static int8;
-        ``hardware`` is the target profile as a dict (``tvm_target``, ``cores``, …).
+        ``hardware`` is the target profile as a dict (``tvm_target``, ``cores``, …);
+        ``example`` is one call's inputs (``config.batch`` rows), whose shapes resolve the
+        model's dynamic dims for a backend that needs static ones.
         """
 
     @abstractmethod

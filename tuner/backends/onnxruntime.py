@@ -48,7 +48,8 @@ class OrtBackend(Backend):
     name = "ort"
 
     def build(self, model_path: Path, config: Configuration, out_dir: Path, *,
-              calibration: dict[str, np.ndarray] | None, hardware: dict[str, Any]) -> Artifact:
+              calibration: dict[str, np.ndarray] | None, hardware: dict[str, Any],
+              example: dict[str, np.ndarray] | None = None) -> Artifact:
         start = time.perf_counter()
         shutil.copyfile(model_path, out_dir / MODEL_FILE)
         return Artifact(path=out_dir, backend=self.name, files=[MODEL_FILE],

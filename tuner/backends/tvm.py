@@ -85,7 +85,8 @@ class TvmBackend(Backend):
     name = "tvm"
 
     def build(self, model_path: Path, config: Configuration, out_dir: Path, *,
-              calibration: dict[str, np.ndarray] | None, hardware: dict[str, Any]) -> Artifact:
+              calibration: dict[str, np.ndarray] | None, hardware: dict[str, Any],
+              example: dict[str, np.ndarray] | None = None) -> Artifact:
         import onnx
         import tvm
         import tvm_ffi
@@ -96,7 +97,7 @@ class TvmBackend(Backend):
         target_spec.setdefault("num-cores", hardware["cores"])
         target = tvm.target.Target(copy.deepcopy(target_spec))
         model = onnx.load(str(model_path))
-        inputs = _input_specs(model, config.batch)
+        inputs = _input_specs(model, config.batch, example)
         mod, import_error = _import(model, inputs)
         database, tuning = None, {"tune_s": 0.0}
         if config.tvm_tuning_trials:
@@ -141,8 +142,11 @@ class TvmBackend(Backend):
         return session
 
 
-def _input_specs(model: onnx.ModelProto, batch: int) -> list[dict[str, Any]]:
-    """Each graph input with its first dimension set to ``batch``; other dims must be fixed."""
+def _input_specs(model: onnx.ModelProto, batch: int,
+                 example: dict[str, np.ndarray] | None = None) -> list[dict[str, Any]]:
+    """Each graph input with static dims: those of ``example`` (one call's inputs, so every
+    dynamic dim — the batch on whichever axis, a ``-1`` image size — is resolved from real
+    data), else the first dim set to ``batch`` and the others as declared."""
     from onnx.helper import tensor_dtype_to_np_dtype
 
     weights = {init.name for init in model.graph.initializer}
@@ -151,15 +155,19 @@ def _input_specs(model: onnx.ModelProto, batch: int) -> list[dict[str, Any]]:
         if value.name in weights:  # old exporters list initializers as inputs too
             continue
         tensor = value.type.tensor_type
+        dtype = str(tensor_dtype_to_np_dtype(tensor.elem_type))
+        if example is not None and value.name in example:
+            specs.append({"name": value.name, "shape": list(example[value.name].shape),
+                          "dtype": dtype})
+            continue
         shape = [batch]
         for axis, dim in enumerate(tensor.shape.dim[1:], start=1):
-            if not dim.HasField("dim_value"):
+            if not dim.HasField("dim_value") or dim.dim_value <= 0:
                 raise TrialFailed(f"input {value.name!r} has a dynamic dimension {axis} "
                                   f"({dim.dim_param or '?'}); TVM needs static shapes apart "
                                   "from the batch", stage="build")
             shape.append(dim.dim_value)
-        specs.append({"name": value.name, "shape": shape,
-                      "dtype": str(tensor_dtype_to_np_dtype(tensor.elem_type))})
+        specs.append({"name": value.name, "shape": shape, "dtype": dtype})
     return specs
 
 
@@ -194,7 +202,9 @@ def _folded(model: onnx.ModelProto, shapes: dict[str, list[int]]) -> onnx.ModelP
     static = copy.deepcopy(model)
     for value in static.graph.input:
         if value.name in shapes:
-            value.type.tensor_type.shape.dim[0].dim_value = shapes[value.name][0]
+            for dim, size in zip(value.type.tensor_type.shape.dim, shapes[value.name],
+                                 strict=False):
+                dim.dim_value = size
     return onnxscript.optimizer.optimize(onnx.shape_inference.infer_shapes(static))
 
 

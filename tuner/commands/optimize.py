@@ -15,7 +15,7 @@ from rich.console import Group
 from rich.live import Live
 from rich.table import Table
 
-from tuner.commands.inputs import resolve_workload
+from tuner.commands.inputs import inputs_option, outputs_option, resolve_workload
 from tuner.commands.output import console, errors, format_value
 
 NOTHING_FEASIBLE = 3
@@ -72,6 +72,7 @@ def optimize_command(
     workload: str | None = typer.Option(None, "--workload", "-w"),
     model: Path | None = typer.Option(None, help="user model, an ONNX file"),
     data: Path | None = typer.Option(None, help="user data, an npz keyed by input names"),
+    inputs: str | None = inputs_option(), outputs: str | None = outputs_option(),
     objective: list[str] = typer.Option(["latency_p90_ms"], "--objective", "-o",
                                         help="metric to optimize (repeatable)"),
     constraint: list[str] = typer.Option([], "--constraint", "-c",
@@ -102,7 +103,7 @@ def optimize_command(
         raise ConfigError(f"--space is not valid JSON: {exc.msg}") from None
     if restriction is not None and not isinstance(restriction, dict):
         raise ConfigError("--space must be a JSON object of dimension → value(s)")
-    chosen = resolve_workload(workload, model, data)
+    chosen = resolve_workload(workload, model, data, inputs=inputs, outputs=outputs)
     check_request(chosen, objective, constraint, hardware, space=restriction, sampler=sampler)
     if submit is not None:  # fail on a bad tournament or key now, not after the search
         from tuner.commands.tournament import open_submission, submit_records

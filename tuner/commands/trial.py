@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from tuner.commands.inputs import resolve_workload
+from tuner.commands.inputs import inputs_option, outputs_option, resolve_workload
 from tuner.commands.output import console, errors, trial_table
 
 trial_app = typer.Typer(help="Run single trials.", no_args_is_help=True)
@@ -18,6 +18,7 @@ def run(
                                         help="built-in workload (default: digits)"),
     model: Path | None = typer.Option(None, help="user model, an ONNX file"),
     data: Path | None = typer.Option(None, help="user data, an npz keyed by input names"),
+    inputs: str | None = inputs_option(), outputs: str | None = outputs_option(),
     assignments: list[str] = typer.Option([], "--set", "-s",
                                           help="configuration key=value (repeatable)"),
     json_out: Path | None = typer.Option(None, "--json", help="write the TrialResult here"),
@@ -28,7 +29,7 @@ def run(
     from tuner.trial import run_trial
 
     config = Configuration.parse(parse_assignments(assignments))
-    chosen = resolve_workload(workload, model, data)
+    chosen = resolve_workload(workload, model, data, inputs=inputs, outputs=outputs)
     with console.status(f"building and measuring on {config.hardware} …"):
         result = run_trial(chosen, config, timeout_s=timeout)
     console.print(trial_table(result))

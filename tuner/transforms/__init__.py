@@ -14,18 +14,22 @@ if TYPE_CHECKING:
 
     from tuner.config import Configuration
     from tuner.transforms.sensitivity import Probe
+    from workloads.layout import Layout
 
 __all__ = ["apply_cleanup", "apply_precision", "apply_transforms"]
 
 
 def apply_transforms(model_path: Path, config: Configuration, out_path: Path, *,
                      calibration: dict[str, np.ndarray] | None,
-                     probe: Probe | None = None) -> dict[str, Any]:
+                     probe: Probe | None = None,
+                     layout: Layout | None = None) -> dict[str, Any]:
     """Write ``model_path`` cleaned up and converted as ``config`` says into ``out_path``.
 
-    Returns the details of every step (see :func:`apply_cleanup`, :func:`apply_precision`).
+    ``calibration`` rows are canonical (batch on axis 0); ``layout`` turns them into the
+    model's inputs. Returns the details of every step (see :func:`apply_cleanup`,
+    :func:`apply_precision`).
     """
     with tempfile.TemporaryDirectory() as tmp:
         source, details = apply_cleanup(model_path, config, Path(tmp) / "cleaned.onnx")
         return details | apply_precision(source, config, out_path, calibration=calibration,
-                                         probe=probe)
+                                         probe=probe, layout=layout)

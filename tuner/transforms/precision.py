@@ -28,6 +28,7 @@ from tuner.config import QuantFormat as Int8Format
 from tuner.errors import TrialFailed, one_line
 from tuner.transforms import sensitivity
 from tuner.transforms.sensitivity import Probe
+from workloads.layout import Layout
 
 _INTEGER_OPS = ("MatMulInteger", "ConvInteger", "MatMulIntegerToFloat", "QGemm", "QAttention",
                 "DynamicQuantizeMatMul")
@@ -39,8 +40,11 @@ _OP_TYPE_GROUPS = {Int8OpTypes.CONV_MATMUL: ("Conv", "MatMul", "Gemm"),
 
 def apply_precision(model_path: Path, config: Configuration, out_path: Path, *,
                     calibration: dict[str, np.ndarray] | None,
-                    probe: Probe | None = None) -> dict[str, Any]:
+                    probe: Probe | None = None, layout: Layout | None = None) -> dict[str, Any]:
     """Write ``model_path`` converted to ``config.precision`` into ``out_path``.
+
+    ``calibration`` rows are canonical (batch on axis 0); ``layout`` feeds them to the model
+    (batch axes, constants); None means every input is batched on axis 0.
 
     ``probe`` (held-out rows, not the calibration split) ranks node sensitivity when the
     configuration keeps some int8 nodes in fp32 (``int8_keep_fp32``).
@@ -55,7 +59,8 @@ def apply_precision(model_path: Path, config: Configuration, out_path: Path, *,
         elif config.precision is Precision.INT8_DYNAMIC:
             details = _quantize_dynamic(model_path, out_path, config, probe)
         else:
-            details = _quantize_static(model_path, out_path, config, calibration, probe)
+            details = _quantize_static(model_path, out_path, config, calibration, probe,
+                                       layout or Layout.batch_first(list(calibration or {})))
     except TrialFailed:
         raise
     except Exception as exc:
@@ -157,7 +162,7 @@ def _quantize_dynamic(model_path: Path, out_path: Path, config: Configuration,
 
 def _quantize_static(model_path: Path, out_path: Path, config: Configuration,
                      calibration: dict[str, np.ndarray] | None,
-                     probe: Probe | None) -> dict[str, Any]:
+                     probe: Probe | None, layout: Layout) -> dict[str, Any]:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
 
@@ -175,8 +180,9 @@ def _quantize_static(model_path: Path, out_path: Path, config: Configuration,
 
     def quantize(source: Path, out: Path, exclude: list[str]) -> None:
         if source not in calibrated:
-            calibrated[source] = _ranges_path(source, calibration, rows, method, op_types)
-        quantize_static(source, out, _reader(calibration, rows),
+            calibrated[source] = _ranges_path(source, calibration, rows, method, op_types,
+                                              layout)
+        quantize_static(source, out, _reader(calibration, rows, layout),
                         calibration_cache_path=calibrated[source],
                         quant_format=QuantFormat.QDQ if qdq else QuantFormat.QOperator,
                         op_types_to_quantize=sorted(op_types),
@@ -194,7 +200,7 @@ def _quantize_static(model_path: Path, out_path: Path, config: Configuration,
 
 
 def _ranges_path(source: Path, calibration: dict[str, np.ndarray], rows: int, method: Any,
-                 op_types: Collection[str]) -> Path:
+                 op_types: Collection[str], layout: Layout) -> Path:
     """Where the calibrated tensor ranges of ``source`` are kept (``quantize_static``'s own
     calibration cache), keyed by everything that changes them.
 
@@ -211,9 +217,9 @@ def _ranges_path(source: Path, calibration: dict[str, np.ndarray], rows: int, me
     from workloads.onnx_files import file_sha256
 
     data = hashlib.sha256()
-    for name in sorted(calibration):
+    for name, array in sorted(layout.feed({k: v[:rows] for k, v in calibration.items()}).items()):
         data.update(name.encode())
-        data.update(np.ascontiguousarray(calibration[name][:rows]).tobytes())
+        data.update(np.ascontiguousarray(array).tobytes())
     material = {"model": file_sha256(source), "data": data.hexdigest(), "rows": rows,
                 "method": str(method), "op_types": sorted(op_types),
                 "onnxruntime": package_versions().get("onnxruntime")}
@@ -300,7 +306,7 @@ def _preprocess(model_path: Path, out_path: Path, *,
     return model_path, "skipped"
 
 
-def _reader(calibration: dict[str, np.ndarray], rows: int) -> Any:
+def _reader(calibration: dict[str, np.ndarray], rows: int, layout: Layout) -> Any:
     """A CalibrationDataReader feeding the calibration split one row at a time."""
     from onnxruntime.quantization import CalibrationDataReader
 
@@ -312,7 +318,7 @@ def _reader(calibration: dict[str, np.ndarray], rows: int) -> Any:
             index = next(self._rows, None)
             if index is None:
                 return None
-            return {k: v[index:index + 1] for k, v in calibration.items()}
+            return layout.feed({k: v[index:index + 1] for k, v in calibration.items()})
 
         def rewind(self) -> None:
             self._rows = iter(range(rows))

@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from tuner.paths import cache_dir
+from workloads.layout import Layout
 
 MAX_CANDIDATES = 12
 MAX_PROBE_ROWS = 256
@@ -52,21 +53,29 @@ Quantizer = Callable[[Path, list[str]], None]
 
 @dataclass(frozen=True)
 class Probe:
-    """Held-out rows the ranking is scored on, and which model output is scored."""
+    """Held-out rows the ranking is scored on (canonical: batch on axis 0), how the model
+    takes them (``layout``: batch axes, constants), and which model output is scored."""
 
     inputs: dict[str, np.ndarray]
     output_index: int = 0
+    layout: Layout | None = None
 
     @classmethod
-    def from_rows(cls, inputs: dict[str, np.ndarray], output_index: int = 0) -> Probe:
+    def from_rows(cls, inputs: dict[str, np.ndarray], output_index: int = 0, *,
+                  layout: Layout | None = None) -> Probe:
         """The first ``MAX_PROBE_ROWS`` rows: enough to rank, cheap to run N+1 times."""
-        return cls({k: v[:MAX_PROBE_ROWS] for k, v in inputs.items()}, output_index)
+        return cls({k: v[:MAX_PROBE_ROWS] for k, v in inputs.items()}, output_index, layout)
 
     def digest(self) -> str:
         h = hashlib.sha256(str(self.output_index).encode())
         for name in sorted(self.inputs):
             h.update(name.encode())
             h.update(np.ascontiguousarray(self.inputs[name]).tobytes())
+        if self.layout is not None and not (self.layout.is_batch_first
+                                            and not self.layout.constants):
+            h.update(json.dumps(self.layout.as_dict(), sort_keys=True).encode())
+            for name in sorted(self.layout.constants):
+                h.update(np.ascontiguousarray(self.layout.constants[name]).tobytes())
         return h.hexdigest()
 
 
@@ -140,10 +149,12 @@ def _outputs(model_path: Path, probe: Probe) -> np.ndarray:
     options.intra_op_num_threads = 1
     options.log_severity_level = 3
     session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
-    first = session.get_inputs()[0].shape[0]
-    batch = first if isinstance(first, int) and first > 0 else PROBE_BATCH
-    outputs = run_in_batches(lambda feed: session.run(None, feed), probe.inputs, batch,
-                             pad=isinstance(first, int))
+    layout = probe.layout or Layout.batch_first(list(probe.inputs))
+    first = next(node.shape[layout.inputs[node.name]] for node in session.get_inputs()
+                 if layout.inputs.get(node.name) is not None)
+    fixed = isinstance(first, int) and first > 0
+    outputs = run_in_batches(layout.wrap(lambda feed: session.run(None, feed)), probe.inputs,
+                             first if fixed else PROBE_BATCH, pad=fixed)
     return outputs[probe.output_index]
 
 
