@@ -1,1 +1,0 @@
-"""Typer command groups of the ``podium`` CLI, one module per group."""

@@ -1,0 +1,15 @@
+"""Search stage: ``optimize()``, a constrained multi-objective search over a workload's space.
+
+Owns ``optimize`` (the entry point, re-exported as :func:`tuner.optimize`, and the request
+check the CLI runs first), ``space`` (the conditional space of configurations), ``study``
+(the Optuna study, samplers, suggestions, what a finished trial tells), ``warmstart``
+(starting a fresh study from the knowledge store, and feeding it back), ``loop`` (ask →
+submit → collect → tell), ``executor`` (trials as Ray tasks on the hardware they target),
+``replay`` (an executor answering from a measured table, for benchmarks and fast tests) and
+``result`` (:class:`~tuner.search.result.OptimizationResult`, the feasible best and the
+Pareto front).
+
+May import: :mod:`tuner.knowledge`, :mod:`tuner.trial`, :mod:`tuner.backends`,
+:mod:`tuner.transforms`, :mod:`tuner.hardware`, :mod:`tuner.errors` and ``workloads``.
+Never :mod:`tuner.cli`. Optuna and Ray are imported inside the functions that use them.
+"""

@@ -1,0 +1,280 @@
+"""The search loop: ask → submit → collect → tell, keeping every node busy.
+
+:class:`SearchLoop` drives one study: it measures the baseline first, enqueues re-runs of
+interrupted trials and the strong defaults, takes the warm start's transfer plan one pick
+at a time (:func:`tuner.knowledge.transfer.next_transfer`), and answers a suggestion it
+already knows — a finished configuration, one in flight, or one computing the same numbers
+as a configuration that failed quality here — without measuring it again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from tuner.knowledge.transfer import TRANSFERS, Transfer, next_transfer
+from tuner.search.executor import Executor
+from tuner.search.result import best_of
+from tuner.search.study import (
+    DEFERRED_ATTR,
+    EXPLORE_ATTR,
+    INFERRED_ATTR,
+    PLAN_ATTR,
+    PRIOR_ATTR,
+    SOURCE_ATTR,
+    Suggester,
+    measured_digests,
+    measured_here,
+    recover_interrupted,
+    tell,
+)
+from tuner.trial.config import Configuration, numerics_digest
+from tuner.trial.constraints import Constraint, feasible, quality_shortfall
+from tuner.trial.results import TrialResult
+from tuner.trial.run import failed_result
+from workloads.base import Workload
+
+Progress = Callable[[dict[str, Any]], None]
+EXPLORE_TRIES = 64
+
+
+class SearchLoop:
+    """Ask → submit to Ray → collect → tell, keeping ≤ one trial in flight per node."""
+
+    def __init__(self, workload: Workload, study: Any, suggester: Suggester,
+                 executor: Executor, objectives: list[str], constraints: list[Constraint],
+                 *, seed: int, progress: Progress | None) -> None:
+        self.workload, self.study, self.suggester = workload, study, suggester
+        self.executor, self.objectives, self.constraints = executor, objectives, constraints
+        self.seed, self.progress = seed, progress
+        self.cache: dict[str, TrialResult] = {}
+        self.failed_numerics: dict[str, TrialResult] = {}  # see _remember
+        for result in measured_digests(study).values():
+            self._remember(result)
+        self.waiting: dict[str, list[Any]] = {}
+        self.failures = 0
+        self.space_exhausted = False
+        self.plan = [Transfer.from_dict(t) for t in study.user_attrs.get(PLAN_ATTR, [])]
+        # digest → numerics of every grid point, once: exhaustion counts known failures' twins
+        self.grid_numerics = {c.digest(): numerics_digest(c) for c in suggester.grid or []}
+
+    def baseline(self, config: Configuration) -> TrialResult:
+        """The ORT default fp32 reference, measured first (once per study)."""
+        stored = self.study.user_attrs.get("baseline")
+        if stored:
+            return TrialResult.model_validate_json(stored)
+        self.executor.submit("baseline", self.workload, config, seed=self.seed)
+        self._emit("running", config=config)
+        while True:
+            for running, outcome in self.executor.wait(1.0):
+                result = self._as_result(running.config, outcome)
+                self.study.set_user_attr("baseline", result.model_dump_json())
+                if result.config_digest not in self.cache:
+                    self._remember(result)
+                self._emit("baseline", result=result)
+                return result
+
+    def enqueue_defaults(self, baseline: Configuration, *, strong: bool) -> None:
+        """Enqueue re-runs of interrupted trials, then (if ``strong``) strong defaults —
+        deferred until the transfer plan is done, when the study has one."""
+        for params in recover_interrupted(self.study):
+            self.study.enqueue_trial(params, skip_if_exists=False)
+        if not strong:
+            return
+        ref = self.workload.reference
+        defaults = [baseline, Configuration(variant=ref),
+                    Configuration(variant=ref, precision="int8-static"),
+                    Configuration(variant=ref, precision="int8-static", per_channel=True)]
+        planned = []
+        for config in defaults:
+            config = config.with_updates(hardware=baseline.hardware)
+            params = self.suggester.params_for(config.normalized())
+            if params is not None:
+                planned.append(params)
+        if self.plan:
+            self.study.set_user_attr(DEFERRED_ATTR, planned)
+            return
+        for params in planned:
+            self.study.enqueue_trial(params, skip_if_exists=True)
+
+    def run(self, budget: int, timeout_s: float | None) -> None:
+        """Keep every node busy until the budget, the time or the grid runs out.
+
+        The budget counts measured trials. A suggestion equal to a finished configuration
+        is answered from its stored result, one equal to a configuration in flight waits
+        for that result; neither is measured again nor counts. Nor is one that computes the
+        same numbers as a configuration that failed a quality constraint here (it differs
+        only in threads): it is answered by that result, marked ``inferred_from``, and never
+        reported as measured. After such a repeat the next trial is an unmeasured
+        configuration near the incumbent (:meth:`_explore`), so that a sampler stuck on
+        known ground — typically TPE started from priors — keeps learning; when no
+        unmeasured configuration is left, the search ends.
+        """
+        start = time.monotonic()
+        parallel = max(1, sum(self.executor.targets().get(h, 0)
+                              for h in self.suggester.space.hardware))
+        while True:
+            finished = self._finished()
+            in_flight = len(self.executor.running)
+            waiting = sum(len(trials) for trials in self.waiting.values())
+            out_of_time = timeout_s is not None and time.monotonic() - start >= timeout_s
+
+            def exhausted() -> bool:
+                if self.suggester.grid is None:
+                    return self.space_exhausted
+                taken = self._taken()
+                return all(d in taken or n in self.failed_numerics
+                           for d, n in self.grid_numerics.items())
+
+            if in_flight == 0 and (finished >= budget or out_of_time or exhausted()):
+                return
+            while (in_flight < parallel and finished + in_flight + waiting < budget
+                   and not out_of_time and not exhausted()):
+                started = self._start_one()
+                in_flight += started == "submitted"
+                finished += started == "answered"
+                waiting += started == "waiting"
+            for running, outcome in self.executor.wait(1.0):
+                result = self._as_result(running.config, outcome)
+                tell(self.study, running.key, result, self.objectives, self.constraints)
+                self._remember(result)
+                for twin in self.waiting.pop(running.config.digest(), []):
+                    twin.set_user_attr("duplicate_of", result.trial_id)
+                    tell(self.study, twin, result, self.objectives, self.constraints)
+                self.failures += not result.ok
+                self._emit("finished", result=result)
+
+    def _start_one(self) -> str:
+        """Ask for a trial; submit it, answer it from the cache, or park it by its twin."""
+        if self.plan:
+            self._plan_next()
+        trial = self.study.ask()
+        config = self.suggester.suggest(trial)
+        digest = config.digest()
+        known = self.cache.get(digest)
+        if known is not None:
+            trial.set_user_attr("duplicate_of", known.trial_id)
+            tell(self.study, trial, known, self.objectives, self.constraints)
+            self._explore()
+            return "answered"
+        twin = self._failed_twin(config)
+        if twin is not None:
+            trial.set_user_attr(INFERRED_ATTR, twin.trial_id)
+            tell(self.study, trial, twin, self.objectives, self.constraints)
+            self._explore()
+            return "answered"
+        if any(r.config.digest() == digest for r in self.executor.running.values()):
+            self.waiting.setdefault(digest, []).append(trial)
+            self._explore()
+            return "waiting"
+        self.executor.submit(trial, self.workload, config, seed=self.seed)
+        self._emit("running", config=config)
+        return "submitted"
+
+    def _remember(self, result: TrialResult) -> None:
+        """Cache ``result``; if it failed a quality constraint, note its numerics: every
+        configuration computing the same numbers (one that differs only in threads) would
+        fail it the same way, so none is worth measuring."""
+        self.cache[result.config_digest] = result
+        if quality_shortfall(self.constraints, result) > 0:
+            key = numerics_digest(Configuration.parse(result.config))
+            self.failed_numerics.setdefault(key, result)
+
+    def _taken(self) -> set[str]:
+        """Digests of the configurations measured here or in flight."""
+        return set(self.cache) | {r.config.digest() for r in self.executor.running.values()}
+
+    def _failed_twin(self, config: Configuration) -> TrialResult | None:
+        return self.failed_numerics.get(numerics_digest(config))
+
+    def _plan_next(self) -> None:
+        """When nothing else waits, enqueue the transfer that is best given what this search
+        knows so far; once ``TRANSFERS`` were taken or none is worth it, end the plan and
+        enqueue the deferred strong defaults."""
+        from optuna.trial import TrialState
+
+        trials = self.study.get_trials(deepcopy=False)
+        if any(t.state == TrialState.WAITING for t in trials):
+            return
+        taken = sum(1 for t in trials if SOURCE_ATTR in t.user_attrs
+                    and PRIOR_ATTR not in t.user_attrs)
+        pick = next_transfer(self.plan, list(self.cache.values()), self.constraints,
+                             self._taken()) if taken < TRANSFERS else None
+        if pick is not None:
+            self.study.enqueue_trial(pick.params, user_attrs={SOURCE_ATTR: pick.label})
+            return
+        self.plan = []
+        for params in self.study.user_attrs.get(DEFERRED_ATTR, []):
+            self.study.enqueue_trial(params, skip_if_exists=True)
+        self.study.set_user_attr(DEFERRED_ATTR, [])
+
+    def _explore(self) -> None:
+        """Enqueue an unmeasured configuration one decision away from the best feasible one
+        so far, else a random unmeasured one; or note that none is left.
+
+        TPE repeating itself means its model has nothing new to say; the incumbent's
+        neighbourhood is where an improvement is likeliest, while a uniform draw over the
+        conditional tree mostly lands on variants and precisions already ruled out.
+        """
+        import random
+
+        taken = self._taken()
+        rng = random.Random(f"{self.seed}-{len(taken)}")
+
+        def settled(config: Configuration) -> bool:
+            return config.digest() in taken or numerics_digest(config) in self.failed_numerics
+
+        incumbent = best_of(feasible(list(self.cache.values()), self.constraints),
+                          self.objectives[0])
+        around = (self.suggester.params_for(Configuration.parse(incumbent.config))
+                  if incumbent is not None else None)
+        for attempt in range(EXPLORE_TRIES):
+            if around and attempt < EXPLORE_TRIES // 2:
+                config = self.suggester.space.build(_one_step(around, rng.choice(sorted(around)),
+                                                              rng))
+            else:
+                config = self.suggester.space.build(lambda _name, choices: rng.choice(choices))
+            params = self.suggester.params_for(config)
+            if params is not None and not settled(config):
+                self.study.enqueue_trial(params, user_attrs={EXPLORE_ATTR: True})
+                return
+        left = [c for c in self.suggester.space.configurations() if not settled(c)]
+        if left:
+            params = self.suggester.params_for(rng.choice(left))
+            self.study.enqueue_trial(params, user_attrs={EXPLORE_ATTR: True})
+        else:
+            self.space_exhausted = True
+
+    def _finished(self) -> int:
+        """Measured trials of this search: not priors, repeats or interrupted ones."""
+        return sum(1 for t in self.study.get_trials(deepcopy=False)
+                   if t.state.is_finished() and measured_here(t)
+                   and not str(t.user_attrs.get("error", "")).startswith("interrupted"))
+
+    def _as_result(self, config: Configuration, outcome: TrialResult | str) -> TrialResult:
+        if isinstance(outcome, TrialResult):
+            return outcome
+        return failed_result(self.workload, config, outcome, stage="executor", seed=self.seed)
+
+    def _emit(self, event: str, **payload: Any) -> None:
+        if self.progress is not None:
+            running = [r.config for r in self.executor.running.values()]
+            best = best_of(self._feasible(list(self.cache.values())), self.objectives[0])
+            self.progress({"event": event, "finished": self._finished(), "running": running,
+                           "best": best, "failures": self.failures} | payload)
+
+    def _feasible(self, results: list[TrialResult]) -> list[TrialResult]:
+        return feasible(results, self.constraints)
+
+
+def _one_step(around: dict[str, Any], changed: str, rng: Any) -> Any:
+    """A ``Space.build`` chooser that keeps ``around``'s decisions but ``changed``, which
+    takes another value; decisions ``around`` never made (a new branch) are drawn."""
+    def choose(name: str, choices: list[Any]) -> Any:
+        if name == changed:
+            others = [c for c in choices if c != around.get(name)]
+            return rng.choice(others or choices)
+        return around[name] if around.get(name) in choices else rng.choice(choices)
+
+    return choose

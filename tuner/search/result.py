@@ -1,0 +1,133 @@
+"""What a search found: :class:`OptimizationResult`, read back from its study.
+
+:func:`summarise` builds the result from what the study holds, so a resumed search reports
+every trial it has; :func:`best_of` and :func:`pareto_front` rank feasible results by the
+objectives' directions.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tuner.search.study import PRIOR_ATTR, RESULT_ATTR, SOURCE_ATTR
+from tuner.trial.constraints import Constraint, feasible, unmet, violations
+from tuner.trial.results import METRIC_DIRECTIONS, TrialResult
+
+NEAREST = 3
+
+
+@dataclass
+class OptimizationResult:
+    """What a search found. ``trials`` and ``pareto`` are pandas DataFrames."""
+
+    study: str
+    storage: str
+    objectives: list[str]
+    constraints: list[str]
+    baseline: TrialResult | None
+    results: list[TrialResult]
+    feasible: list[TrialResult] = field(default_factory=list)
+    best: TrialResult | None = None
+    nearest: list[dict[str, Any]] = field(default_factory=list)
+    front: list[TrialResult] = field(default_factory=list)
+    knowledge: dict[str, str] = field(default_factory=dict)  # trial_id → where it came from
+    sampler: str = ""  # the sampler that ran (``auto`` resolved)
+    sampler_reason: str = ""  # why ``auto`` chose it
+
+    @property
+    def n_trials(self) -> int:
+        return len(self.results)
+
+    @property
+    def n_failed(self) -> int:
+        return sum(not r.ok for r in self.results)
+
+    @property
+    def trials(self):
+        import pandas as pd
+
+        return pd.DataFrame([r.flat() | {"knowledge_source": self.knowledge.get(r.trial_id)}
+                             for r in self.results])
+
+    @property
+    def pareto(self):
+        import pandas as pd
+
+        return pd.DataFrame([r.flat() for r in self.front])
+
+    def as_dict(self) -> dict[str, Any]:
+        dump = lambda r: r.model_dump(mode="json") if r else None  # noqa: E731
+        return {"study": self.study, "storage": self.storage, "objectives": self.objectives,
+                "constraints": self.constraints, "baseline": dump(self.baseline),
+                "best": dump(self.best), "pareto": [dump(r) for r in self.front],
+                "nearest": [{"trial": dump(n["trial"]), "unmet": n["unmet"]}
+                            for n in self.nearest],
+                "trials": [dump(r) for r in self.results], "n_trials": self.n_trials,
+                "n_feasible": len(self.feasible), "n_failed": self.n_failed,
+                "sampler": self.sampler, "sampler_reason": self.sampler_reason,
+                "knowledge": self.knowledge}
+
+    def to_json(self, path: Path | str | None = None) -> str:
+        text = json.dumps(self.as_dict(), indent=2)
+        if path is not None:
+            Path(path).write_text(text + "\n")
+        return text
+
+
+def _key(result: TrialResult, objective: str) -> float:
+    value = result.metric(objective)
+    sign = 1.0 if METRIC_DIRECTIONS[objective] == "minimize" else -1.0
+    return sign * value if value is not None else float("inf")
+
+
+def best_of(results: list[TrialResult], objective: str) -> TrialResult | None:
+    ranked = sorted(results, key=lambda r: (_key(r, objective), r.started_at))
+    return ranked[0] if ranked else None
+
+
+def pareto_front(results: list[TrialResult], objectives: list[str]) -> list[TrialResult]:
+    """Non-dominated results over ``objectives`` (ties on every objective all kept)."""
+    points = [(r, [_key(r, o) for o in objectives]) for r in results]
+    front = []
+    for result, values in points:
+        dominated = any(all(o <= v for o, v in zip(other, values, strict=True))
+                        and any(o < v for o, v in zip(other, values, strict=True))
+                        for _, other in points)
+        if not dominated:
+            front.append(result)
+    return sorted(front, key=lambda r: _key(r, objectives[0]))
+
+
+def summarise(study: Any, name: str, storage: str, objectives: list[str],
+              constraints: list[Constraint], baseline: TrialResult | None) -> OptimizationResult:
+    """Build the result from what the study holds (works for resumed studies too)."""
+    seen: set[str] = set()
+    results = []
+    sources: dict[str, str] = {}
+    trials = study.get_trials(deepcopy=False)
+    # Priors are knowledge, not trials of this search; a suggestion they answered is.
+    priors = {t.user_attrs[RESULT_ATTR]: t.user_attrs[SOURCE_ATTR] for t in trials
+              if PRIOR_ATTR in t.user_attrs}
+    for trial in trials:
+        if RESULT_ATTR in trial.user_attrs and PRIOR_ATTR not in trial.user_attrs:
+            result = TrialResult.model_validate_json(trial.user_attrs[RESULT_ATTR])
+            source = trial.user_attrs.get(SOURCE_ATTR, priors.get(trial.user_attrs[RESULT_ATTR]))
+            if source is not None:
+                sources.setdefault(result.trial_id, source)
+            if result.trial_id not in seen:
+                seen.add(result.trial_id)
+                results.append(result)
+    good = feasible(results, constraints)
+    nearest = []
+    if not good:
+        candidates = [r for r in results if r.ok]
+        candidates.sort(key=lambda r: sum(max(v, 0) for v in violations(constraints, r)))
+        nearest = [{"trial": r, "unmet": unmet(constraints, r)} for r in candidates[:NEAREST]]
+    return OptimizationResult(
+        study=name, storage=storage, objectives=objectives,
+        constraints=[str(c) for c in constraints], baseline=baseline, results=results,
+        feasible=good, best=best_of(good, objectives[0]), nearest=nearest,
+        front=pareto_front(good, objectives), knowledge=sources)
