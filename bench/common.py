@@ -34,7 +34,7 @@ def measure_rounds(targets: dict[str, tuple[Any, Any]], rounds: int, protocol: A
     """Measure every row (label → (workload, Configuration)) once per round, rounds
     interleaved, each in its own fresh pinned process, so rows compare numbers of one run
     (MEASUREMENT.md rule 8); label → the results of each round."""
-    from tuner.trial import run_trial
+    from tuner.trial.run import run_trial
 
     results: dict[str, list] = {label: [] for label in targets}
     for number in range(rounds):

@@ -24,11 +24,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import workloads
-from tuner.api import optimize
-from tuner.build import artifact_key, build_artifact
-from tuner.config import Configuration
 from tuner.hardware import detect_local
-from tuner.paths import cache_dir
+from tuner.search.optimize import optimize
+from tuner.trial.build import artifact_key, build_artifact
+from tuner.trial.config import Configuration
+from workloads.paths import cache_dir
 
 SPACE = {"backend": "ort", "batch": [1, 8], "threads": [1, 2]}
 

@@ -2,7 +2,7 @@
 
 For each built-in workload and two generated models with outlier-heavy layers:
 
-1. ``tuner.api.optimize`` searches ORT configurations at batch 1 on one thread (fp32 or
+1. ``tuner.search.optimize.optimize`` searches ORT configurations at batch 1 on one thread (fp32 or
    static int8, with the mixed-precision keys open) for the lowest p50 latency under
    ``quality_ratio >= 0.99``, without warm start;
 2. the ORT default (fp32, every core), fp32 on one thread, naive static int8 (every
@@ -189,7 +189,7 @@ def load(name: str, folder: Path):
 
 
 def search(workload, trials: int, home: Path, protocol) -> Any:
-    from tuner.api import optimize
+    from tuner.search.optimize import optimize
 
     return optimize(workload, ["latency_p50_ms"], [f"quality_ratio >= {QUALITY_FLOOR}"],
                     trials=trials, space=SPACE, warm_start=False, protocol=protocol,
@@ -282,8 +282,8 @@ def main() -> None:
     seed_home(args.home)
     os.environ["PODIUM_HOME"] = str(args.home.resolve())
 
-    from tuner.config import Configuration
-    from tuner.measure import Protocol
+    from tuner.trial.config import Configuration
+    from tuner.trial.measure import Protocol
 
     protocol = Protocol(max_latency_s=15.0)
     cores = len(os.sched_getaffinity(0))

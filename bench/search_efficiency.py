@@ -3,7 +3,7 @@
 1. Measure the full grid of a workload's (restricted) space once, through the real trial
    path, and cache the table with a description of the machine (``--remeasure`` redoes it).
 2. Replay every sampler over ``--seeds`` seeds against that table with the real search
-   loop (:func:`tuner.optimize` with a :class:`~tuner.replay.TableExecutor`): same space,
+   loop (:func:`tuner.optimize` with a :class:`~tuner.search.replay.TableExecutor`): same space,
    same enqueued defaults, same constraint handling; only the measurement is a lookup.
 3. Print, per sampler, the trials needed (median and range) to reach a feasible
    configuration within 5% of the best feasible value in the grid, as a share of the grid,
@@ -26,15 +26,15 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import workloads
-from tuner.api import feasible, optimize
-from tuner.config import Configuration
-from tuner.constraints import parse_constraints
 from tuner.hardware import detect_local, fingerprint
-from tuner.replay import TableExecutor
-from tuner.results import TrialResult
-from tuner.search import MEMORY
-from tuner.space import default_space
-from tuner.trial import run_trial
+from tuner.search.optimize import optimize
+from tuner.search.replay import TableExecutor
+from tuner.search.space import default_space
+from tuner.search.study import MEMORY
+from tuner.trial.config import Configuration
+from tuner.trial.constraints import feasible, parse_constraints
+from tuner.trial.results import TrialResult
+from tuner.trial.run import run_trial
 
 OBJECTIVE = "latency_p90_ms"
 CONSTRAINTS = ["quality_ratio >= 0.99"]

@@ -25,10 +25,10 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import workloads
-from tuner.config import Configuration
-from tuner.measure import Protocol
-from tuner.results import TrialResult
-from tuner.trial import run_trial
+from tuner.trial.config import Configuration
+from tuner.trial.measure import Protocol
+from tuner.trial.results import TrialResult
+from tuner.trial.run import run_trial
 
 # Caps the latency phase for very slow artifacts (untuned TVM); p99 is then not reported.
 PROTOCOL = Protocol(max_latency_s=15.0)

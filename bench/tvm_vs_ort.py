@@ -1,6 +1,6 @@
 """Is tuned TVM a contender? ORT and TVM side by side on the built-in workloads.
 
-Rows per workload, batch 1, every one through ``tuner.trial.run_trial``:
+Rows per workload, batch 1, every one through ``tuner.trial.run.run_trial``:
 
 - ``ort default``: fp32, threads = every core (what ONNX Runtime does by default);
 - ``ort fp32 1t``: fp32 on one thread, the like-for-like baseline for TVM (fp32, 1 thread);
@@ -99,9 +99,9 @@ def subset(workload, rows: int, folder: Path):
 
 def build_all(targets: dict[str, tuple[Any, Any]]) -> dict[str, dict[str, Any]]:
     """Build (and tune) every artifact once; what each build cost, or why it failed."""
-    from tuner.build import build_artifact
     from tuner.errors import TrialFailed
-    from tuner.trial import validate
+    from tuner.trial.build import build_artifact
+    from tuner.trial.run import validate
 
     built = {}
     for label, (workload, config) in targets.items():
@@ -208,8 +208,8 @@ def main() -> None:
     os.environ["PODIUM_HOME"] = str(args.home.resolve())
 
     import workloads
-    from tuner.config import Configuration
-    from tuner.measure import Protocol
+    from tuner.trial.config import Configuration
+    from tuner.trial.measure import Protocol
 
     protocol = Protocol(max_latency_s=15.0)
     cores = len(os.sched_getaffinity(0))

@@ -4,7 +4,7 @@
    every built-in workload and on the models of :mod:`bench.generated` (cached in
    ``bench/results/loo-*.json``; an interrupted run resumes).
 2. For each workload W, replay searches against W's grid with the real search loop
-   (:func:`tuner.optimize` with a :class:`~tuner.replay.TableExecutor`, ``defaults=False``
+   (:func:`tuner.optimize` with a :class:`~tuner.search.replay.TableExecutor`, ``defaults=False``
    on both sides so that only the warm start differs):
    * cold: an empty knowledge store;
    * warm: a store holding every *other* workload's grid, never W's own — the warm start
@@ -40,14 +40,14 @@ from bench.search_efficiency import (
     measure_grid,
     trials_to_reach,
 )
-from tuner.api import feasible, optimize
-from tuner.constraints import parse_constraints
-from tuner.fingerprint import workload_fingerprint
 from tuner.hardware import detect_local
-from tuner.knowledge import KnowledgeStore
-from tuner.replay import TableExecutor
-from tuner.results import Stability, TrialResult
-from tuner.search import MEMORY
+from tuner.knowledge.fingerprint import workload_fingerprint
+from tuner.knowledge.store import KnowledgeStore
+from tuner.search.optimize import optimize
+from tuner.search.replay import TableExecutor
+from tuner.search.study import MEMORY
+from tuner.trial.constraints import feasible, parse_constraints
+from tuner.trial.results import Stability, TrialResult
 
 RESULTS = Path("bench/results")
 # One space for every workload, so that a configuration means the same thing everywhere.

@@ -16,7 +16,7 @@ from leaderboard.cache import LeaderboardCache
 from leaderboard.core.errors import ApiError
 from leaderboard.models import Tournament
 from leaderboard.ranking import SORT_BY_TIME, rank_rows
-from tuner.results import METRICS
+from tuner.trial.results import METRICS
 
 
 def default_sort(tournament: Tournament) -> tuple[str, Literal["asc", "desc"]]:

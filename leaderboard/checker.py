@@ -17,8 +17,8 @@ from datetime import UTC, datetime, timedelta
 
 from leaderboard.core.db import as_utc
 from leaderboard.models import Division, Tournament, TournamentStatus
-from tuner.constraints import MEASURED_POWER_SOURCES, POWER_METRICS, parse_constraint
-from tuner.results import METRICS, Stability, TrialResult, TrialState
+from tuner.trial.constraints import MEASURED_POWER_SOURCES, POWER_METRICS, parse_constraint
+from tuner.trial.results import METRICS, Stability, TrialResult, TrialState
 
 # (low, high) inclusive sanity bounds; anything outside is a unit mistake or a broken meter.
 BOUNDS: dict[str, tuple[float, float]] = {

@@ -31,8 +31,8 @@ from leaderboard.models import (
     Verdict,
 )
 from leaderboard.names import skeleton
-from tuner.constraints import parse_constraints, unmet
-from tuner.results import METRIC_DIRECTIONS, TrialResult
+from tuner.trial.constraints import parse_constraints, unmet
+from tuner.trial.results import METRIC_DIRECTIONS, TrialResult
 
 # Referee tolerance: a re-measurement within these ratios of the claim verifies it.
 REFEREE_SLOWER_TOLERANCE = 1.10  # minimize metrics: re-measured / claimed <= 1.10

@@ -1,7 +1,8 @@
 """Run the packaged Alembic migrations from Python: no alembic.ini at the repo root.
 
 ``podium leaderboard migrate`` calls :func:`upgrade`; the app calls :func:`check_current`
-at start-up and refuses to serve a database that is not at the head revision.
+at start-up and refuses to serve a database that is not at the head revision; ``podium
+demo`` migrates its database with :func:`migrate_url` before it starts the server.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
+from leaderboard.core.db import create_db_engine
 from tuner.errors import PodiumError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -52,6 +54,15 @@ def current_revision(engine: Engine) -> str | None:
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Create or upgrade the schema to ``revision``."""
     _run(engine, command.upgrade, revision)
+
+
+def migrate_url(url: str) -> None:
+    """Create or upgrade the schema of the database at ``url`` to the head revision."""
+    engine = create_db_engine(url)
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()
 
 
 def downgrade(engine: Engine, revision: str) -> None:

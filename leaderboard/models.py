@@ -18,9 +18,9 @@ from sqlmodel import Field, SQLModel
 
 from leaderboard.core.db import as_utc, utcnow
 from leaderboard.names import NAME_MAX, normalize_name
-from tuner.constraints import parse_constraint
 from tuner.errors import ConstraintError
-from tuner.results import METRICS, TrialResult
+from tuner.trial.constraints import parse_constraint
+from tuner.trial.results import METRICS, TrialResult
 
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 SHA256_PATTERN = r"^[0-9a-f]{64}$"

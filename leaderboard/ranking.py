@@ -2,7 +2,7 @@
 
 Pure functions over plain row dicts (see :func:`leaderboard.crud.leaderboard_rows`), so the
 ranking is testable without a database. Constraint feasibility is decided once, when a
-submission is stored (``Submission.feasible`` / ``unmet``), with :mod:`tuner.constraints`.
+submission is stored (``Submission.feasible`` / ``unmet``), with :mod:`tuner.trial.constraints`.
 """
 
 from __future__ import annotations

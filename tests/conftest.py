@@ -12,7 +12,7 @@ import pytest
 os.environ.setdefault("PODIUM_HOME", tempfile.mkdtemp(prefix="podium-test-home-"))
 os.environ.pop("PODIUM_NODE_PROFILES", None)
 
-from tuner.measure import Protocol
+from tuner.trial.measure import Protocol
 
 # The real protocol's minimums, with the latency phase capped so slow artifacts stay quick.
 FAST_PROTOCOL = Protocol(warmup_s=0.2, latency_s=0.3, max_latency_s=5.0, throughput_s=0.3)

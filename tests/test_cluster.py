@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import FAST_PROTOCOL
-from tuner.api import optimize
+from tuner.search.optimize import optimize
 
 
 @pytest.fixture

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from tuner.config import Configuration, parse_assignments
 from tuner.errors import ConfigError
+from tuner.trial.config import Configuration, parse_assignments
 
 
 def test_defaults_fill_per_backend():
@@ -92,7 +92,7 @@ def test_mixed_precision_fields_change_the_build_key(change):
 
 
 def test_space_searches_the_cut_and_op_types_under_int8_only():
-    from tuner.space import Space
+    from tuner.search.space import Space
 
     space = Space(variants=["m"], backends=["ort"]).restrict({"precision": ["fp32",
                                                                            "int8-static"]})

@@ -4,9 +4,9 @@ import math
 
 import pytest
 
-from tuner.constraints import parse_constraint, unmet, violations
 from tuner.errors import ConstraintError
-from tuner.results import HardwareRef, Metrics, TrialResult, TrialState, WorkloadRef
+from tuner.trial.constraints import parse_constraint, unmet, violations
+from tuner.trial.results import HardwareRef, Metrics, TrialResult, TrialState, WorkloadRef
 
 
 def _result(**metrics) -> TrialResult:

@@ -23,12 +23,11 @@ from typing import Any
 import pytest
 
 from tests.conftest import FAST_PROTOCOL
-from tuner import userconfig
-from tuner.cli import main
+from tuner.cli import main, userconfig
+from tuner.cli.demo import LeaderboardProcess
+from tuner.cli.tournament import submit_baseline
 from tuner.client import LeaderboardClient
-from tuner.commands.demo import LeaderboardProcess
-from tuner.commands.tournament import submit_baseline
-from tuner.results import Stability
+from tuner.trial.results import Stability
 
 pytestmark = pytest.mark.slow
 
@@ -77,7 +76,7 @@ def tampered(record: dict[str, Any]) -> dict[str, Any]:
 
 def test_tournament_end_to_end(server: str, tmp_path: Path, digits: Any,
                                capsys: pytest.CaptureFixture[str]) -> None:
-    from tuner.api import optimize
+    from tuner.search.optimize import optimize
 
     assert main(["register", "--url", server, "--name", "e2e"]) == 0
     assert main(["tournament", "create", "--slug", SLUG, "--title", "E2E", "--workload",

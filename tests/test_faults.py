@@ -30,10 +30,10 @@ import pytest
 import workloads
 from tests import onnx_models
 from tests.conftest import FAST_PROTOCOL
-from tuner.api import optimize
-from tuner.results import TrialState
-from tuner.search import finished_results
-from tuner.subprocess_runner import MEMORY_ENV, WORKER_PYTHON_ENV, remove_stale_worker_dirs
+from tuner.search.optimize import optimize
+from tuner.search.study import finished_results
+from tuner.trial.results import TrialState
+from tuner.trial.subprocess_runner import MEMORY_ENV, WORKER_PYTHON_ENV, remove_stale_worker_dirs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,7 +44,7 @@ WORKER_MEMORY = 768 * 2**20
 MEASURE = '"artifact_dir"'  # only a measure task's spec has it; builds may be cache hits
 
 DISPATCHER = """#!/bin/sh
-# argv: -m tuner.worker SPEC OUT
+# argv: -m tuner.trial.worker SPEC OUT
 faults={faults}
 normal() {{ exec {python} "$@"; }}
 [ -f "$faults/fault" ] || normal "$@"
@@ -71,8 +71,8 @@ KILLS = 10
 SEARCH = f"""
 import json, sys
 from tests.conftest import FAST_PROTOCOL
-from tuner.api import optimize
-from tuner.constraints import parse_constraints
+from tuner.search.optimize import optimize
+from tuner.trial.constraints import parse_constraints
 constraints = ["quality_ratio >= 0.95"]
 result = optimize("digits", ["latency_p90_ms"], constraints, trials=20, space={GRID!r},
                   sampler="grid", storage=sys.argv[1], study="k", protocol=FAST_PROTOCOL,
@@ -306,8 +306,8 @@ def test_a_ray_task_past_its_deadline_is_cancelled(tmp_path, faults, monkeypatch
     """The Ray-level deadline (for a task stuck outside its worker subprocess)."""
     import ray
 
-    from tuner import executor as executor_module
-    from tuner.config import Configuration
+    from tuner.search import executor as executor_module
+    from tuner.trial.config import Configuration
 
     def stuck(*args: object) -> str:  # defined here so Ray pickles it by value
         import time
@@ -332,10 +332,10 @@ def test_a_ray_task_past_its_deadline_is_cancelled(tmp_path, faults, monkeypatch
 def test_a_staging_folder_left_by_a_killed_build_is_swept(digits, tmp_path, monkeypatch):
     """A build killed with its process leaves ``.staging-<pid>-*``; the next build removes
     it (a live owner's folder stays). A fresh home, so the build is not a cache hit."""
-    from tuner.build import STAGING_PREFIX, build_artifact
-    from tuner.config import Configuration
     from tuner.hardware import load_profile
-    from tuner.paths import cache_dir
+    from tuner.trial.build import STAGING_PREFIX, build_artifact
+    from tuner.trial.config import Configuration
+    from workloads.paths import cache_dir
 
     monkeypatch.setenv("PODIUM_HOME", str(tmp_path / "home"))
     dead = subprocess.Popen([sys.executable, "-c", "pass"])

@@ -221,7 +221,7 @@ def test_a_simulated_local_host_follows_its_profile(local_host, name, vendor, mc
 
 @pytest.mark.host_sensitive
 def test_a_simulated_record_never_passes_for_a_real_one(local_host):
-    from tuner.fingerprint import hardware_hash
+    from tuner.knowledge.fingerprint import hardware_hash
 
     local_host(None)
     real = hardware.fingerprint(hardware.detect_local())
@@ -277,8 +277,8 @@ def test_native_tvm_for_a_simulated_host_is_refused_where_this_machine_lacks_its
         local_host, digits):
     """Measurements run here, so code compiled for a simulated host's ISA must run here too;
     the expectation comes from this machine's real flags."""
-    from tuner.config import Configuration
-    from tuner.trial import validate
+    from tuner.trial.config import Configuration
+    from tuner.trial.run import validate
 
     local_host("aws-c7i.large")
     lacking = hardware.missing_here(hardware.load_profile("local").isa)

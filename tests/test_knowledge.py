@@ -8,23 +8,23 @@ import pytest
 
 from tests import onnx_models
 from tests.test_replay import SPACE, _table
-from tuner.api import optimize
-from tuner.config import Configuration, speed_digest
-from tuner.constraints import parse_constraints
-from tuner.fingerprint import (
+from tuner.hardware import fingerprint, load_profile
+from tuner.knowledge.fingerprint import (
     WorkloadFingerprint,
     hardware_hash,
     model_fingerprint,
     similarity,
     workload_fingerprint,
 )
-from tuner.hardware import fingerprint, load_profile
-from tuner.knowledge import KnowledgeStore
-from tuner.replay import TableExecutor
-from tuner.results import Stability
-from tuner.search import MEMORY, Suggester
-from tuner.space import default_space
-from tuner.warmstart import Transfer, next_transfer, ranked_transfers, transfer
+from tuner.knowledge.store import KnowledgeStore
+from tuner.knowledge.transfer import Transfer, next_transfer, ranked_transfers, transfer
+from tuner.search.optimize import optimize
+from tuner.search.replay import TableExecutor
+from tuner.search.space import default_space
+from tuner.search.study import MEMORY, Suggester
+from tuner.trial.config import Configuration, speed_digest
+from tuner.trial.constraints import parse_constraints
+from tuner.trial.results import Stability
 
 # Every test here reasons about the local host's fingerprint (and optimize() about its cores).
 pytestmark = pytest.mark.host_sensitive
@@ -426,7 +426,7 @@ def _past_search(store, search_id, workload_fp, sampler, trials_to_best, *, best
 
 def test_auto_picks_the_sampler_that_reached_the_best_fastest_on_similar_searches(digits,
                                                                                   tmp_path):
-    from tuner.selftune import choose_sampler
+    from tuner.knowledge.selftune import choose_sampler
 
     local = fingerprint(load_profile("local"))
     wfp = workload_fingerprint(digits)

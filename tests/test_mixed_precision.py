@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from tests import onnx_models
-from tuner.config import Configuration
 from tuner.errors import ConfigError, TrialFailed
-from tuner.space import default_space
+from tuner.search.space import default_space
 from tuner.transforms import apply_precision, sensitivity
 from tuner.transforms.sensitivity import Probe
-from tuner.trial import run_trial
+from tuner.trial.config import Configuration
+from tuner.trial.run import run_trial
 
 
 @pytest.fixture(scope="module")
@@ -380,7 +380,7 @@ def test_onnxscript_cleanup_folds_constants_and_keeps_outputs(tmp_path):
 def test_a_failing_cleanup_fails_its_trial_and_not_the_study(tmp_path):
     import workloads
     from tests.conftest import FAST_PROTOCOL
-    from tuner.api import optimize
+    from tuner.search.optimize import optimize
 
     workload = workloads.from_files(*_zipmap_classifier(tmp_path), name="zipmap")
     failed = run_trial(workload, Configuration(graph_cleanup="onnxscript"),

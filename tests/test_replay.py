@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import pytest
 
-from tuner.api import optimize
-from tuner.config import Configuration, numerics_digest
-from tuner.replay import TableExecutor
-from tuner.results import HardwareRef, Metrics, Stability, TrialResult, TrialState, WorkloadRef
-from tuner.search import MEMORY
-from tuner.space import default_space
+from tuner.search.optimize import optimize
+from tuner.search.replay import TableExecutor
+from tuner.search.space import default_space
+from tuner.search.study import MEMORY
+from tuner.trial.config import Configuration, numerics_digest
+from tuner.trial.results import (
+    HardwareRef,
+    Metrics,
+    Stability,
+    TrialResult,
+    TrialState,
+    WorkloadRef,
+)
 
 SPACE = {"backend": "ort", "batch": [1, 8], "threads": [1, 2]}
 
@@ -85,7 +92,7 @@ def test_repeats_are_free_and_a_small_space_is_measured_once_then_ends(digits, s
 def test_exploring_after_a_repeat_steps_one_decision_from_the_incumbent(digits):
     import random
 
-    from tuner.api import _one_step
+    from tuner.search.loop import _one_step
 
     space = default_space(digits.variants, hardware=["local"], cores=2).restrict(SPACE)
     incumbent = Configuration(variant="mlp-64", threads=1, precision="int8-static",

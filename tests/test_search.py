@@ -17,10 +17,10 @@ import time
 import pytest
 
 from tests.conftest import FAST_PROTOCOL
-from tuner.api import optimize
 from tuner.errors import ConfigError, ConstraintError, HardwareError
 from tuner.hardware import load_profile
-from tuner.search import finished_results
+from tuner.search.optimize import optimize
+from tuner.search.study import finished_results
 
 SMALL = {"backend": "ort", "batch": 1, "threads": 1, "ort_graph_optimization": "all",
          "precision": ["fp32", "int8-dynamic"], "per_channel": False}
@@ -142,7 +142,7 @@ def test_a_study_for_another_search_is_not_resumed(tmp_path):
 KILLED_SEARCH = """
 import sys
 from tests.conftest import FAST_PROTOCOL
-from tuner.api import optimize
+from tuner.search.optimize import optimize
 optimize("digits", ["latency_p90_ms"], ["quality_ratio >= 0.95"], trials=int(sys.argv[2]),
          space={space}, storage=sys.argv[1], study="k", protocol=FAST_PROTOCOL,
          warm_start=False)

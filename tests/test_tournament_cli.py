@@ -16,15 +16,14 @@ import pytest
 
 from tests.conftest import FAST_PROTOCOL
 from tuner import client as client_module
-from tuner import userconfig
-from tuner.cli import main
+from tuner.cli import main, userconfig
+from tuner.cli.demo import LeaderboardProcess
+from tuner.cli.tournament import idempotency_key, submit_baseline, tournament_body
+from tuner.cli.verify import parse_target
 from tuner.client import LeaderboardClient, LeaderboardFailed, LeaderboardRefused
-from tuner.commands.demo import LeaderboardProcess
-from tuner.commands.tournament import idempotency_key, submit_baseline, tournament_body
-from tuner.commands.verify import parse_target
 from tuner.errors import SubmissionRejected
-from tuner.fingerprint import WorkloadFingerprint
-from tuner.results import TrialResult
+from tuner.knowledge.fingerprint import WorkloadFingerprint
+from tuner.trial.results import TrialResult
 
 ADMIN_TOKEN = "cli-test-admin-token"
 OPEN = "digits-open"
@@ -62,8 +61,8 @@ def admin(server: str, digits: Any) -> Iterator[LeaderboardClient]:
 
 @pytest.fixture(scope="module")
 def record(digits: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    from tuner.config import Configuration
-    from tuner.trial import run_trial
+    from tuner.trial.config import Configuration
+    from tuner.trial.run import run_trial
 
     # The checker rightly refuses unstable measurements; a busy test machine can produce
     # one, so take the first of a few fresh trials that is not unstable.
@@ -380,7 +379,7 @@ def test_client_maps_errors_without_retrying_4xx(monkeypatch: pytest.MonkeyPatch
 
 
 def test_idempotency_key_follows_the_record(record: dict[str, Any]) -> None:
-    from tuner.results import TrialResult
+    from tuner.trial.results import TrialResult
 
     first = TrialResult.model_validate(record)
     again = TrialResult.model_validate(record | {"metrics": record["metrics"] | {"cv": 0.5}})
@@ -395,7 +394,7 @@ def test_idempotency_key_follows_the_record(record: dict[str, Any]) -> None:
 def test_knowledge_pull_imports_ranked_records_once(user: Path, admin: LeaderboardClient,
                                                     record: dict[str, Any], tmp_path: Path,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
-    from tuner.knowledge import KnowledgeStore
+    from tuner.knowledge.store import KnowledgeStore
 
     registered("grace")
     fresh = record | {"trial_id": uuid.uuid4().hex}

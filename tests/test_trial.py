@@ -8,11 +8,11 @@ import stat
 
 import pytest
 
-from tuner.config import Configuration
 from tuner.errors import ConfigError, InputError
-from tuner.fingerprint import workload_fingerprint
-from tuner.results import METRICS, TrialResult
-from tuner.trial import run_trial
+from tuner.knowledge.fingerprint import workload_fingerprint
+from tuner.trial.config import Configuration
+from tuner.trial.results import METRICS, TrialResult
+from tuner.trial.run import run_trial
 
 PRECISIONS = [
     {"precision": "fp32"},
@@ -180,7 +180,7 @@ def test_tvm_features_change_the_artifact(digits, protocol):
 
 
 def test_a_quiet_core_is_not_contended(digits, protocol):
-    from tuner.measure import CONTENDED
+    from tuner.trial.measure import CONTENDED
 
     quiet = run_trial(digits, Configuration.parse({"threads": 1}), protocol=protocol, cpus=[0])
     assert quiet.ok, quiet.error
@@ -193,8 +193,8 @@ def test_another_process_on_the_measured_core_voids_the_measurement(digits, prot
     """A busy process sharing the pinned core slows every block alike (the CV stays low),
     so the trial must see the foreign CPU time itself: unstable, re-measured once, and
     marked contended."""
-    from tuner.measure import CONTENDED
-    from tuner.results import Stability
+    from tuner.trial.measure import CONTENDED
+    from tuner.trial.results import Stability
 
     busy = run_trial(digits, Configuration.parse({"threads": 1}), protocol=protocol, cpus=[0])
     assert busy.ok, busy.error
@@ -209,7 +209,7 @@ def test_a_long_lived_process_keeps_a_bounded_number_of_fingerprints(tmp_path, m
     it keeps are the latest few, not one per workload it ever saw."""
     import workloads
     from tests import onnx_models
-    from tuner import trial
+    from tuner.trial import run as trial
 
     monkeypatch.setattr(trial, "FINGERPRINTS_KEPT", 2)
     monkeypatch.setattr(trial, "_FINGERPRINTS", {})

@@ -16,8 +16,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from tuner.backends.base import Artifact
 from tuner.backends.tvm import IO_FILE, LIBRARY_FILE, TvmBackend
-from tuner.config import Configuration
 from tuner.errors import TrialFailed
+from tuner.trial.config import Configuration
 
 # A portable target: generic x86-64/AArch64 code runs on any CI machine.
 HARDWARE = {"tvm_target": {"kind": "llvm"}, "cores": 1}
@@ -182,7 +182,7 @@ def test_load_runs_exactly_the_requested_threads(tmp_path: Path) -> None:
         from pathlib import Path
         from tuner.backends.base import Artifact
         from tuner.backends.tvm import TvmBackend
-        from tuner.config import Configuration
+        from tuner.trial.config import Configuration
         before = psutil.Process().num_threads()
         session = TvmBackend().load(Artifact.load(Path({str(artifact.path)!r})),
                                     Configuration(backend="tvm"), threads=2)

@@ -14,9 +14,9 @@ from onnx import TensorProto, helper, numpy_helper
 
 from tuner.backends.base import Artifact
 from tuner.backends.tvm import TvmBackend
-from tuner.backends.tvm_database import ImportReport, TuningDatabase, target_key
-from tuner.config import Configuration
-from tuner.paths import cache_dir
+from tuner.backends.tvm.database import ImportReport, TuningDatabase, target_key
+from tuner.trial.config import Configuration
+from workloads.paths import cache_dir
 
 HARDWARE = {"tvm_target": {"kind": "llvm"}, "cores": 1}
 TARGET = {"kind": "llvm", "keys": ["cpu"], "num-cores": 1}
@@ -53,7 +53,7 @@ def test_database_merges_deduplicates_and_refuses_other_targets(tmp_path: Path) 
 
 def test_a_crashing_tvm_build_is_a_failed_trial(digits, protocol, tmp_path,
                                                  monkeypatch) -> None:
-    from tuner.trial import run_trial
+    from tuner.trial.run import run_trial
 
     monkeypatch.setenv("PODIUM_WORKER_PYTHON", str(_crash_script(tmp_path)))
     before = set(cache_dir("artifacts").iterdir())
@@ -72,7 +72,7 @@ def _crash_script(tmp_path: Path) -> Path:
 
 
 def test_serialization_probe_runs_in_a_child_and_survives_its_crash(tmp_path, monkeypatch):
-    from tuner.backends import tvm_tuning
+    from tuner.backends.tvm import tuning as tvm_tuning
 
     tvm_tuning._serialization_works.cache_clear()
     monkeypatch.setattr(tvm_tuning.sys, "executable", str(_crash_script(tmp_path)))
@@ -83,7 +83,7 @@ def test_serialization_probe_runs_in_a_child_and_survives_its_crash(tmp_path, mo
 
 
 def test_evolutionary_search_failures_are_reported_not_raised(tmp_path, monkeypatch) -> None:
-    from tuner.backends import tvm_tuning
+    from tuner.backends.tvm import tuning as tvm_tuning
 
     spec = {"model": str(tmp_path / "missing.onnx"), "inputs": [], "target": {"kind": "llvm"},
             "trials": 8, "threads": 1}
@@ -183,7 +183,7 @@ def test_tuning_is_faster_stored_and_reused(tmp_path: Path) -> None:
 
 def test_knowledge_export_carries_tuning_records_to_another_home(tmp_path: Path,
                                                                 monkeypatch) -> None:
-    from tuner.knowledge import KnowledgeStore
+    from tuner.knowledge.store import KnowledgeStore
 
     monkeypatch.setenv("PODIUM_HOME", str(tmp_path / "here"))
     TuningDatabase(TARGET).add([_entry("w1", [], TARGET), _entry("w2", [], TARGET)])

@@ -1,4 +1,19 @@
-"""Podium's engine: trials, search and measurement.
+"""Podium's engine: search, measure and rank ONNX serving configurations.
+
+One subpackage per stage; dependencies point down, and ``tests/test_architecture.py``
+holds every import to this order:
+
+* :mod:`tuner.cli` — the ``podium`` command (Typer), one module per command group;
+* :mod:`tuner.search` — ``optimize()``: space, Optuna study, loop, Ray executor, result;
+* :mod:`tuner.knowledge` and :mod:`tuner.trial` — what past searches learned (store,
+  fingerprints, transfers, sampler choice, pull), and one trial: validate, build, measure,
+  record (its ``config``, ``results`` and ``constraints`` modules are the records every
+  stage and the leaderboard read, so they sit below the stages);
+* :mod:`tuner.backends` and :mod:`tuner.transforms` — ONNX → artifact, ONNX → ONNX;
+* :mod:`tuner.hardware` — profiles, the local host, power and cost;
+* :mod:`tuner.errors` (the error tree) and :mod:`tuner.client` (the leaderboard's HTTP
+  client, for the CLI and for pulling knowledge);
+* ``workloads`` below all of them.
 
 ``import tuner`` is light: TVM, Ray and Optuna load only when a search or a trial needs
 them. The public entry point is :func:`optimize`.
@@ -9,14 +24,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from tuner.api import OptimizationResult, optimize
+    from tuner.search.optimize import optimize
+    from tuner.search.result import OptimizationResult
 
 __all__ = ["OptimizationResult", "optimize"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in __all__:
-        from tuner import api
+    if name == "optimize":
+        from tuner.search.optimize import optimize
 
-        return getattr(api, name)
+        return optimize
+    if name == "OptimizationResult":
+        from tuner.search.result import OptimizationResult
+
+        return OptimizationResult
     raise AttributeError(f"module 'tuner' has no attribute {name!r}")

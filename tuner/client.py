@@ -1,5 +1,9 @@
 """An httpx client for the leaderboard API (``/api/v1``), used by every tournament command.
 
+It speaks HTTP only (it imports nothing of ``leaderboard``) and sits at the bottom of the
+engine, beside :mod:`tuner.errors`, because two stages use it: the CLI (register, submit,
+referee, the demo) and the knowledge stage (:mod:`tuner.knowledge.pull`).
+
 Network errors and 5xx answers are retried with exponential backoff (a POST without an
 ``Idempotency-Key`` only when the request never reached the server, so a retry cannot
 create a row twice); everything else fails at once. Every failure is a one-line

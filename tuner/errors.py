@@ -11,31 +11,24 @@
     ├── TrialFailed                  a build or measurement failed (crash, timeout, NaN)
     └── SubmissionRejected           the leaderboard refused a submission
 
-Messages are one line, name the problem and, where it helps, the valid choices.
+``PodiumError``, ``InputError``, ``WorkloadError`` and :func:`one_line` are defined in
+:mod:`workloads.errors` (workloads sit below the engine and raise them too) and are the
+same objects here. Messages are one line, name the problem and, where it helps, the valid
+choices.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from workloads.errors import InputError, PodiumError, WorkloadError, one_line
+
 if TYPE_CHECKING:
     from pydantic import ValidationError
 
-
-class PodiumError(Exception):
-    """Base of every error Podium raises deliberately."""
-
-    exit_code = 1
-
-
-class InputError(PodiumError):
-    """The user's input is wrong; nothing was built, cached or written."""
-
-    exit_code = 2
-
-
-class WorkloadError(InputError):
-    """A workload cannot be found, built or validated."""
+__all__ = ["ConfigError", "ConstraintError", "HardwareError", "InputError", "PodiumError",
+           "SubmissionRejected", "TrialFailed", "WorkloadError", "describe_validation",
+           "one_line"]
 
 
 class ConfigError(InputError):
@@ -68,12 +61,6 @@ class SubmissionRejected(PodiumError):
     def __init__(self, message: str, *, reasons: list[str] | None = None) -> None:
         super().__init__(message)
         self.reasons = list(reasons or [])
-
-
-def one_line(error: BaseException) -> str:
-    """Return ``error`` as a single line, for CLI messages and failure reasons."""
-    text = str(error).strip() or type(error).__name__
-    return " ".join(text.split())
 
 
 def describe_validation(error: ValidationError, *, unknown_key_hint: str = "") -> str:

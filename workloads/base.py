@@ -18,11 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from tuner.errors import WorkloadError
+from workloads.errors import WorkloadError
 from workloads.layout import Layout
 
 # Prefix of the data file's arrays that are given whole to every call (not batched).
 CONSTANTS = "const__"
+REFERENCE_FILE = "reference.npz"  # the fp32 reference outputs, one array per output
 
 
 class Metric(StrEnum):
@@ -156,8 +157,6 @@ class Workload:
 
     def reference_output(self, index: int) -> np.ndarray:
         """fp32 reference outputs (canonical) of output ``index`` on the evaluation set."""
-        from workloads.reference import load_reference
-
         return load_reference(self.root, index)
 
     @property
@@ -167,8 +166,6 @@ class Workload:
     @cached_property
     def reference_outputs(self) -> np.ndarray:
         """fp32 ORT outputs of the reference variant on the evaluation set (scored output)."""
-        from workloads.reference import load_reference
-
         return load_reference(self.root, self.output_index)
 
     @property
@@ -192,3 +189,13 @@ def write_data(path: Path, out: BuildOutput) -> None:
     if out.eval_labels is not None:
         arrays["labels"] = out.eval_labels
     np.savez(path, **arrays)
+
+
+def save_reference(root: Path, outputs: list[np.ndarray]) -> None:
+    """Store the fp32 reference outputs (:mod:`workloads.reference`) beside the data."""
+    np.savez(root / REFERENCE_FILE, **{f"out{i}": o for i, o in enumerate(outputs)})
+
+
+def load_reference(root: Path, output_index: int) -> np.ndarray:
+    with np.load(root / REFERENCE_FILE, allow_pickle=False) as npz:
+        return npz[f"out{output_index}"]

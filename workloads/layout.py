@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from tuner.errors import WorkloadError
+from workloads.errors import WorkloadError
 
 CONSTANT = "constant"
 UNSCORED = "unscored"

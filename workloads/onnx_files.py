@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tuner.errors import WorkloadError, one_line
+from workloads.errors import WorkloadError, one_line
 from workloads.layout import Declared
 
 MAX_MODEL_BYTES_ENV = "PODIUM_MAX_MODEL_BYTES"

@@ -1,7 +1,8 @@
 """Where Podium keeps its files: everything lives under ``PODIUM_HOME``.
 
-``PODIUM_HOME`` (default ``~/.cache/podium``) holds built workloads, built artifacts and,
-later, studies and the knowledge store. Tests point it at a temporary folder.
+``PODIUM_HOME`` (default ``~/.cache/podium``) holds built workloads, built artifacts,
+studies and the knowledge store. Tests point it at a temporary folder. It is defined here,
+in the bottom layer, because workloads cache under it too; the engine imports it from here.
 """
 
 from __future__ import annotations

@@ -12,12 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from tuner.errors import WorkloadError
 from workloads.base import Metric
+from workloads.errors import WorkloadError
 from workloads.layout import Layout
 from workloads.quality import score
 
-REFERENCE_FILE = "reference.npz"
 REFERENCE_BATCH = 64
 
 
@@ -67,15 +66,6 @@ def compute_reference(model_path: Path, inputs: dict[str, np.ndarray], *,
             raise WorkloadError(f"the reference model {model_path.name} produces NaN/Inf in "
                                 f"output {name!r} on the evaluation data")
     return outputs
-
-
-def save_reference(root: Path, outputs: list[np.ndarray]) -> None:
-    np.savez(root / REFERENCE_FILE, **{f"out{i}": o for i, o in enumerate(outputs)})
-
-
-def load_reference(root: Path, output_index: int) -> np.ndarray:
-    with np.load(root / REFERENCE_FILE, allow_pickle=False) as npz:
-        return npz[f"out{output_index}"]
 
 
 def reference_quality(metric: Metric, reference: np.ndarray, labels: np.ndarray | None) -> float:

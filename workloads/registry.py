@@ -22,13 +22,13 @@ from typing import Any
 
 import numpy as np
 
-from tuner.errors import WorkloadError
-from tuner.paths import cache_dir
-from tuner.versions import package_versions
-from workloads.base import Metric, Recipe, Variant, Workload, write_data
+from workloads.base import Metric, Recipe, Variant, Workload, save_reference, write_data
+from workloads.errors import WorkloadError
 from workloads.layout import Layout
 from workloads.onnx_files import file_sha256
-from workloads.reference import compute_reference, reference_quality, save_reference
+from workloads.paths import cache_dir
+from workloads.reference import compute_reference, reference_quality
+from workloads.versions import package_versions
 
 MANIFEST = "manifest.json"
 DEFAULT_WORKLOAD = "digits"

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tuner.errors import WorkloadError, one_line
 from workloads.base import CONSTANTS, Metric, Variant, Workload
+from workloads.errors import WorkloadError, one_line
 from workloads.layout import Hint, check_hints, fixed_batch, infer_inputs, infer_outputs
 from workloads.onnx_files import InputSpec, check_model_file, check_size
 from workloads.quality import choose_metric

@@ -1,7 +1,8 @@
 """Versions of the packages that decide what a trial builds and measures.
 
-Recorded in every TrialResult and mixed into artifact cache keys, so an upgrade of
-onnxruntime or TVM never reuses an artifact built by the old one.
+Recorded in every TrialResult and mixed into artifact and workload cache keys, so an
+upgrade of onnxruntime or TVM never reuses an artifact built by the old one. Defined here,
+in the bottom layer, because the workload cache keys on them too.
 """
 
 from __future__ import annotations

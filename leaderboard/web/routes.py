@@ -20,7 +20,7 @@ from leaderboard.core.db import utcnow
 from leaderboard.core.errors import ApiError
 from leaderboard.models import SubmissionStatus
 from leaderboard.present import submission_public, tournament_public
-from tuner.results import METRICS
+from tuner.trial.results import METRICS
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent.parent / "templates"))
 PAGE_ROWS = 100

@@ -18,7 +18,7 @@ from leaderboard.core.config import Settings
 from leaderboard.core.db import create_db_engine, is_sqlite
 from leaderboard.main import create_app
 from leaderboard.migrate import upgrade
-from tuner.results import TrialResult
+from tuner.trial.results import TrialResult
 
 ADMIN_TOKEN = "test-admin-token"
 WORKLOAD_SHA = hashlib.sha256(b"digits-mlp").hexdigest()
@@ -165,7 +165,7 @@ def free_port() -> int:
 @pytest.fixture
 def live_server(settings: Settings, migrated: str) -> Iterator[str]:
     """A real uvicorn subprocess on a free loopback port; yields its base URL."""
-    from tuner.commands.demo import LeaderboardProcess
+    from tuner.cli.demo import LeaderboardProcess
 
     server = LeaderboardProcess(home=settings.home, port=free_port(), admin_token=ADMIN_TOKEN,
                                 database_url=migrated,

@@ -23,7 +23,7 @@ from tests.leaderboard.conftest import (
     submission_body,
 )
 from tests.leaderboard.test_backup import seed
-from tuner.commands.demo import LeaderboardProcess
+from tuner.cli.demo import LeaderboardProcess
 
 KILLS = 3
 WRITERS = 6

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from leaderboard.ranking import pareto_ranks, rank_rows
-from tuner.results import METRIC_DIRECTIONS
+from tuner.trial.results import METRIC_DIRECTIONS
 
 OBJECTIVES = [{"metric": "latency_p90_ms", "direction": "minimize"},
               {"metric": "quality_ratio", "direction": "maximize"}]

@@ -1,4 +1,13 @@
-"""Backends by name, imported lazily so ``import tuner`` stays free of TVM."""
+"""Backends stage: ONNX file + Configuration → a runnable artifact, and its session.
+
+Owns the plugin contract (``base``: :class:`Backend`, :class:`Session`, :class:`Artifact`)
+and one module per engine (``onnxruntime``; ``tvm/``, a folder for its import, tuning and
+tuning database), found by name through :func:`get_backend`, which imports them lazily so
+``import tuner`` stays free of TVM.
+
+May import: the records (:mod:`tuner.trial.config`), :mod:`tuner.hardware`,
+:mod:`tuner.errors` and ``workloads``. Never a stage above (trial, knowledge, search, cli).
+"""
 
 from __future__ import annotations
 

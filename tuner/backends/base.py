@@ -2,7 +2,7 @@
 
 A backend has two halves that run in different processes (MEASUREMENT.md rule 2):
 
-* :meth:`Backend.build` turns an ONNX file plus a :class:`~tuner.config.Configuration`
+* :meth:`Backend.build` turns an ONNX file plus a :class:`~tuner.trial.config.Configuration`
   into an :class:`Artifact` directory. It runs in a build worker process, may be slow,
   and must write only inside ``out_dir`` (the caller moves the directory into the cache
   atomically, so a failed build leaves nothing behind).
@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import numpy as np
 
-    from tuner.config import Configuration
+    from tuner.trial.config import Configuration
 
 ARTIFACT_MANIFEST = "artifact.json"
 

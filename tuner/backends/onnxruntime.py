@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tuner.backends.base import Artifact, Backend, Session
-from tuner.config import ExecutionMode, GraphOptimization
+from tuner.trial.config import ExecutionMode, GraphOptimization
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from tuner.config import Configuration
+    from tuner.trial.config import Configuration
 
 MODEL_FILE = "model.onnx"
 

@@ -1,5 +1,7 @@
-"""The ``podium`` command: one Typer app joining the command groups.
+"""The ``podium`` command: one Typer app joining the command groups (one module each).
 
+The leaderboard's own commands (``podium leaderboard …``) are mounted from
+:mod:`leaderboard.cli`, lazily: the CLI is where the engine and the leaderboard meet.
 Every deliberate error (:class:`~tuner.errors.PodiumError`) is printed as one line on
 stderr and exits with its ``exit_code`` (2 for bad input), never with a traceback.
 """
@@ -10,13 +12,14 @@ import sys
 
 import typer
 
-from tuner.commands.catalog import hardware_app, workloads_app
-from tuner.commands.demo import demo_command
-from tuner.commands.knowledge import knowledge_app
-from tuner.commands.optimize import optimize_command
-from tuner.commands.tournament import register_command, submit_command, tournament_app
-from tuner.commands.trial import trial_app
-from tuner.commands.verify import referee_command, reproduce_command
+from tuner.cli.demo import demo_command
+from tuner.cli.hardware import hardware_app
+from tuner.cli.knowledge import knowledge_app
+from tuner.cli.optimize import optimize_command
+from tuner.cli.tournament import register_command, submit_command, tournament_app
+from tuner.cli.trial import trial_app
+from tuner.cli.verify import referee_command, reproduce_command
+from tuner.cli.workloads import workloads_app
 from tuner.errors import PodiumError, one_line
 
 app = typer.Typer(name="podium", no_args_is_help=True, pretty_exceptions_enable=False,
@@ -67,7 +70,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"podium: internal error: {type(exc).__name__}: {one_line(exc)}", file=sys.stderr)
         return 1
     return code if isinstance(code, int) else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

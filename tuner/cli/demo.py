@@ -21,9 +21,9 @@ from typing import Any
 
 import typer
 
-from tuner import userconfig
+from tuner.cli import userconfig
+from tuner.cli.output import console
 from tuner.client import LeaderboardClient, LeaderboardRefused
-from tuner.commands.output import console
 from tuner.errors import InputError, PodiumError
 
 DEMO_PORT = 8000
@@ -83,13 +83,10 @@ class LeaderboardProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        from leaderboard.core.db import create_db_engine
-        from leaderboard.migrate import upgrade
+        from leaderboard.migrate import migrate_url
 
         self.home.mkdir(parents=True, exist_ok=True)
-        engine = create_db_engine(self.database_url)
-        upgrade(engine)
-        engine.dispose()
+        migrate_url(self.database_url)
         env = os.environ | {"PODIUM_HOME": str(self.home), "DATABASE_URL": self.database_url,
                             "PODIUM_ADMIN_TOKEN": self.admin_token} | self.extra_env
         with self.log.open("ab") as log:
@@ -145,7 +142,7 @@ def admin_token() -> str:
 def ensure_tournament(client: LeaderboardClient, workload: Any) -> str:
     """The demo tournament for this build of the workload (its slug carries the hash, so a
     changed workload gets a fresh tournament instead of a wall of rejections)."""
-    from tuner.commands.tournament import tournament_body
+    from tuner.cli.tournament import tournament_body
 
     slug = f"{workload.name}-demo-{workload.sha256[:8]}"
     try:
@@ -195,11 +192,11 @@ def demo_command(
 ) -> None:
     """Leaderboard + tournament + search + submit + referee, on this machine."""
     import workloads
-    from tuner.api import optimize
-    from tuner.commands.optimize import LiveView
-    from tuner.commands.tournament import leaderboard_table, submit_baseline, submit_records
-    from tuner.commands.verify import LATENCY_TOLERANCE, QUALITY_TOLERANCE, referee
-    from tuner.paths import home
+    from tuner.cli.optimize import LiveView
+    from tuner.cli.tournament import leaderboard_table, submit_baseline, submit_records
+    from tuner.cli.verify import LATENCY_TOLERANCE, QUALITY_TOLERANCE, referee
+    from tuner.search.optimize import optimize
+    from workloads.paths import home
 
     workload = workloads.get(DEMO_WORKLOAD)
     server = LeaderboardProcess(home=home(), port=choose_port(port), admin_token=admin_token())

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from tuner.commands.output import console
+from tuner.cli.output import console
 
 knowledge_app = typer.Typer(help="The knowledge store that warm-starts searches.",
                             no_args_is_help=True)
@@ -16,7 +16,7 @@ knowledge_app = typer.Typer(help="The knowledge store that warm-starts searches.
 @knowledge_app.command("stats")
 def stats_command() -> None:
     """How many trials and (workload, hardware) pairs are known, and from where."""
-    from tuner.knowledge import KnowledgeStore
+    from tuner.knowledge.store import KnowledgeStore
 
     found = KnowledgeStore().stats()
     console.print(f"{found['path']}: {found['trials']} trials, "
@@ -36,7 +36,7 @@ def stats_command() -> None:
 @knowledge_app.command("export")
 def export_command(path: Path = typer.Argument(..., help="JSON-lines file to write")) -> None:
     """Write every known trial to a JSON-lines file that another machine can import."""
-    from tuner.knowledge import KnowledgeStore
+    from tuner.knowledge.store import KnowledgeStore
 
     console.print(f"exported {KnowledgeStore().export(path)} trials to {path}")
 
@@ -46,7 +46,7 @@ def import_command(path: Path = typer.Argument(..., exists=True, dir_okay=False,
                                                help="a file from `podium knowledge export`"),
                    ) -> None:
     """Merge an exported file; trials already known are skipped, so importing twice is safe."""
-    from tuner.knowledge import KnowledgeStore
+    from tuner.knowledge.store import KnowledgeStore
 
     console.print(f"imported {KnowledgeStore().import_(path)} new trials from {path}")
 
@@ -59,9 +59,9 @@ def pull_command(
                                                 help="only this tournament (repeatable)"),
 ) -> None:
     """Import a leaderboard's accepted and verified results; pulling twice adds nothing."""
-    from tuner.commands.tournament import get_tournament, open_client
-    from tuner.knowledge import KnowledgeStore
-    from tuner.pull import pull
+    from tuner.cli.tournament import get_tournament, open_client
+    from tuner.knowledge.pull import pull
+    from tuner.knowledge.store import KnowledgeStore
 
     with open_client(url=url) as client:
         for slug in tournament or []:

@@ -15,8 +15,8 @@ from rich.console import Group
 from rich.live import Live
 from rich.table import Table
 
-from tuner.commands.inputs import inputs_option, outputs_option, resolve_workload
-from tuner.commands.output import console, errors, format_value
+from tuner.cli.inputs import inputs_option, outputs_option, resolve_workload
+from tuner.cli.output import console, errors, format_value
 
 NOTHING_FEASIBLE = 3
 
@@ -92,8 +92,8 @@ def optimize_command(
                                     help="start from the knowledge store's nearest results"),
 ) -> None:
     """Search configurations under constraints; print the best and the Pareto front."""
-    from tuner.api import check_request, optimize
     from tuner.errors import ConfigError
+    from tuner.search.optimize import check_request, optimize
 
     if trials is None and timeout is None:
         trials = 30
@@ -106,7 +106,7 @@ def optimize_command(
     chosen = resolve_workload(workload, model, data, inputs=inputs, outputs=outputs)
     check_request(chosen, objective, constraint, hardware, space=restriction, sampler=sampler)
     if submit is not None:  # fail on a bad tournament or key now, not after the search
-        from tuner.commands.tournament import open_submission, submit_records
+        from tuner.cli.tournament import open_submission, submit_records
 
         target = open_submission(submit, chosen)
     view = LiveView(trials, objective[0])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from tuner.results import METRIC_DIRECTIONS, METRIC_UNITS, TrialResult
+from tuner.trial.results import METRIC_DIRECTIONS, METRIC_UNITS, TrialResult
 
 console = Console()
 errors = Console(stderr=True)

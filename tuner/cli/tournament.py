@@ -1,5 +1,5 @@
 """Tournament commands: ``register``, ``tournament create|list|show`` and ``submit`` —
-the CLI side of the leaderboard API (re-measuring lives in :mod:`tuner.commands.verify`).
+the CLI side of the leaderboard API (re-measuring lives in :mod:`tuner.cli.verify`).
 
 Exit codes: 0 done, 2 bad input (unknown tournament, wrong workload, missing key, server
 down, a rejected submission — with every checker reason).
@@ -16,11 +16,11 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from tuner import userconfig
+from tuner.cli import userconfig
+from tuner.cli.output import console, format_value
 from tuner.client import LeaderboardClient, LeaderboardRefused
-from tuner.commands.output import console, format_value
 from tuner.errors import InputError, SubmissionRejected, WorkloadError
-from tuner.results import Stability, TrialResult
+from tuner.trial.results import Stability, TrialResult
 
 _NO_TOURNAMENT = "no tournament {slug!r} at {url} (list them with `podium tournament list`)"
 _BAD_RESULT = "{path} is not an optimize or `trial run` JSON: {reason}"

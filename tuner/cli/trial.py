@@ -6,8 +6,8 @@ from pathlib import Path
 
 import typer
 
-from tuner.commands.inputs import inputs_option, outputs_option, resolve_workload
-from tuner.commands.output import console, errors, trial_table
+from tuner.cli.inputs import inputs_option, outputs_option, resolve_workload
+from tuner.cli.output import console, errors, trial_table
 
 trial_app = typer.Typer(help="Run single trials.", no_args_is_help=True)
 
@@ -25,8 +25,8 @@ def run(
     timeout: float = typer.Option(600.0, help="limit for build and measurement, s"),
 ) -> None:
     """Build and measure one configuration; print the metrics and optionally save JSON."""
-    from tuner.config import Configuration, parse_assignments
-    from tuner.trial import run_trial
+    from tuner.trial.config import Configuration, parse_assignments
+    from tuner.trial.run import run_trial
 
     config = Configuration.parse(parse_assignments(assignments))
     chosen = resolve_workload(workload, model, data, inputs=inputs, outputs=outputs)

@@ -15,12 +15,12 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from tuner import userconfig
+from tuner.cli import userconfig
+from tuner.cli.output import console, errors, format_value
+from tuner.cli.tournament import get_tournament, local_workload, open_client
 from tuner.client import LeaderboardClient
-from tuner.commands.output import console, errors, format_value
-from tuner.commands.tournament import get_tournament, local_workload, open_client
 from tuner.errors import InputError, TrialFailed
-from tuner.results import TrialResult
+from tuner.trial.results import TrialResult
 
 OUTSIDE_TOLERANCE = 4
 LATENCY_TOLERANCE = 0.10  # relative, re-measured vs claimed
@@ -89,10 +89,10 @@ def remeasure(record: TrialResult, *, timeout_s: float) -> TrialResult:
         InputError: the configuration cannot run on this node.
         TrialFailed: the re-run failed to build or measure, or its measurement is unstable.
     """
-    from tuner.config import Configuration
-    from tuner.measure import Protocol
-    from tuner.trial import run_trial
-    from tuner.versions import package_versions
+    from tuner.trial.config import Configuration
+    from tuner.trial.measure import Protocol
+    from tuner.trial.run import run_trial
+    from workloads.versions import package_versions
 
     workload = local_workload(record.workload.name, record.workload.sha256,
                               whose="the submitted record")
@@ -167,7 +167,7 @@ def referee(client: LeaderboardClient, slug: str, *, top: int, latency_tolerance
             quality_tolerance: float, timeout_s: float) -> list[dict[str, Any]]:
     """Re-measure the top ``top`` not-yet-verified submissions this node can run and post
     a verdict for each; return the posted checks."""
-    from tuner.trial import node_profiles
+    from tuner.trial.run import node_profiles
 
     tournament = get_tournament(client, slug)
     local_workload(tournament["workload_name"], tournament["workload_sha256"],

@@ -6,7 +6,7 @@ the profile's source and date so a stale price is visible.
 
 from __future__ import annotations
 
-from tuner.hardware import HardwareProfile
+from tuner.hardware.profiles import HardwareProfile
 
 
 def cost_per_million_usd(profile: HardwareProfile,

@@ -3,12 +3,12 @@
 There is no power meter or RAPL here, so power is the hardware profile's TDP model:
 idle + (TDP − idle) × utilisation, with utilisation = cores busy / cores of the target.
 ``power_source`` says ``estimated_tdp``; an estimate can rank but never satisfies a power
-constraint (see :mod:`tuner.constraints`).
+constraint (see :mod:`tuner.trial.constraints`).
 """
 
 from __future__ import annotations
 
-from tuner.hardware import HardwareProfile
+from tuner.hardware.profiles import HardwareProfile
 
 ESTIMATED_TDP = "estimated_tdp"
 

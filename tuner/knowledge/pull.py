@@ -21,8 +21,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from tuner.client import LeaderboardClient
-from tuner.knowledge import KnowledgeStore
-from tuner.results import TrialResult
+from tuner.knowledge.store import KnowledgeStore
+from tuner.trial.results import TrialResult
 
 PULLED_STATUSES = frozenset({"accepted", "verified"})
 PAGE = 500
@@ -87,7 +87,7 @@ def _knowledge_item(submission: dict[str, Any]) -> tuple[TrialResult, dict[str, 
 
 def _builtin_fingerprint(name: str, sha256: str) -> dict[str, Any] | None:
     import workloads
-    from tuner.fingerprint import workload_fingerprint
+    from tuner.knowledge.fingerprint import workload_fingerprint
 
     if name not in workloads.names():
         return None

@@ -17,9 +17,9 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from tuner.constraints import Constraint
-from tuner.fingerprint import WorkloadFingerprint, hardware_similarity, similarity
-from tuner.results import METRIC_DIRECTIONS, TrialResult
+from tuner.knowledge.fingerprint import WorkloadFingerprint, hardware_similarity, similarity
+from tuner.trial.constraints import Constraint, feasible
+from tuner.trial.results import METRIC_DIRECTIONS, TrialResult
 
 DEFAULT = "tpe"
 CANDIDATES = ("tpe", "nsga2", "random")
@@ -31,8 +31,6 @@ WITHIN = 1.05
 def trials_to_best(measured: Sequence[TrialResult], objective: str,
                    constraints: Sequence[Constraint]) -> tuple[int, float | None]:
     """(trials until first within 5% of the best feasible value, that best value)."""
-    from tuner.api import feasible
-
     sign = 1.0 if METRIC_DIRECTIONS[objective] == "minimize" else -1.0
     values = [sign * r.metric(objective) if feasible([r], list(constraints))
               and r.metric(objective) is not None else None for r in measured]

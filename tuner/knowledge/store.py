@@ -2,7 +2,7 @@
 
 One SQLite file, ``knowledge.db`` under PODIUM_HOME, separate from the study storage so
 that studies can be deleted without forgetting what they taught. A row is one
-TrialResult with its workload fingerprint (:mod:`tuner.fingerprint`), the hardware
+TrialResult with its workload fingerprint (:mod:`tuner.knowledge.fingerprint`), the hardware
 fingerprint it carries, and where it came from (``local study NAME``, ``import FILE``,
 ``leaderboard URL``). ``trial_id`` is the primary key, so recording or importing the same
 knowledge twice adds nothing. ``export``/``import_`` use JSON lines: files from several
@@ -22,14 +22,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tuner.fingerprint import (
+from tuner.knowledge.fingerprint import (
     WorkloadFingerprint,
     hardware_hash,
     hardware_similarity,
     similarity,
 )
-from tuner.paths import home
-from tuner.results import TrialResult
+from tuner.trial.results import TrialResult
+from workloads.paths import home
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS knowledge (
@@ -240,8 +240,8 @@ def _row(result: TrialResult, workload_fp: dict[str, Any], source: str) -> tuple
 
 def _tvm_entries() -> list[dict[str, Any]]:
     """Every TVM tuning record under PODIUM_HOME, all targets (each names its own)."""
-    from tuner.backends.tvm_database import TARGET_FILE, TuningDatabase
-    from tuner.paths import cache_dir
+    from tuner.backends.tvm.database import TARGET_FILE, TuningDatabase
+    from workloads.paths import cache_dir
 
     entries = []
     for target_file in sorted(cache_dir("tvm-db").glob(f"*/{TARGET_FILE}")):
@@ -251,7 +251,7 @@ def _tvm_entries() -> list[dict[str, Any]]:
 
 def _import_tvm_entries(entries: list[dict[str, Any]]) -> int:
     """File tuning records under their own target's database; duplicates are skipped."""
-    from tuner.backends.tvm_database import TuningDatabase
+    from tuner.backends.tvm.database import TuningDatabase
 
     by_target: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
     for entry in entries:

@@ -63,7 +63,7 @@ property of this model's weights, and this search's own measurements are the bes
   the next picks to the precisions that passed;
 * a configuration whose numbers already passed here keeps its score;
 * a static int8 configuration differing only in calibration from one that passed here is
-  not measured: it runs the same operators (:func:`~tuner.config.speed_digest`), so it can
+  not measured: it runs the same operators (:func:`~tuner.trial.config.speed_digest`), so it can
   only repeat that speed, and the passed one already answered for accuracy. Without this the
   plan spent its picks on calibration methods of one graph (the encoder: six static int8
   picks before the dynamic one that was 10 % faster here); on the leave-one-out grids it
@@ -92,6 +92,9 @@ Transfer keeps backend, precision, int8 options, ORT flags, threads and batch; t
 variant only within the same workload (sha256 or name), the reference otherwise; the
 hardware becomes the new search's target. A configuration the new space does not allow
 (:meth:`Suggester.params_for` is None) is dropped.
+
+This module ranks and picks; :mod:`tuner.search.warmstart` adds the priors and the plan to
+a new study, and the search loop asks :func:`next_transfer` for each pick.
 """
 
 from __future__ import annotations
@@ -99,16 +102,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from tuner.api import PLAN_ATTR, PRIOR_ATTR, SOURCE_ATTR, feasible
-from tuner.config import Configuration, numerics_digest, speed_digest
-from tuner.constraints import QUALITY_METRICS, Constraint, quality_shortfall, violations
 from tuner.errors import ConfigError
-from tuner.fingerprint import WorkloadFingerprint
-from tuner.knowledge import KnowledgeStore, Neighbour
-from tuner.results import METRIC_DIRECTIONS, TrialResult
-from tuner.search import DIGEST_ATTR, GRID_PARAM, RESULT_ATTR, Suggester, objective_values
+from tuner.knowledge.store import KnowledgeStore, Neighbour
+from tuner.trial.config import Configuration, numerics_digest, speed_digest
+from tuner.trial.constraints import QUALITY_METRICS, Constraint, feasible, quality_shortfall
+from tuner.trial.results import METRIC_DIRECTIONS, TrialResult
 from workloads.base import Workload
 
 NEIGHBOURS = 3
@@ -118,6 +118,14 @@ QUALITY_MISS_SCALE = 40.0  # a quality miss by a fraction s of its bound: family
 INFEASIBLE_PENALTY = 1.5  # least ratio factor of an unstable result or a non-quality miss
 PLAN_REFUTED = 0.02  # a planned configuration this far short of a quality bound ends the plan
 MISS_RATIO = 4.0  # how a failed configuration rates (and the cap of every ratio)
+
+
+class Suggester(Protocol):
+    """What a transfer needs of the search it feeds (:class:`tuner.search.study.Suggester`
+    is one): the Optuna params that suggest ``config`` there, None where its space does
+    not allow ``config``."""
+
+    def params_for(self, config: Configuration) -> dict[str, Any] | None: ...
 
 
 def transfer(result: TrialResult, *, workload: Workload, hardware: str,
@@ -137,22 +145,6 @@ def transfer(result: TrialResult, *, workload: Workload, hardware: str,
     return None if params is None else (config, params)
 
 
-def distributions(suggester: Suggester, params: dict[str, Any]) -> dict[str, Any]:
-    """The Optuna distributions that :meth:`Suggester.suggest` would use for ``params``."""
-    from optuna.distributions import CategoricalDistribution
-
-    if suggester.grid is not None:
-        return {GRID_PARAM: CategoricalDistribution(list(range(len(suggester.grid))))}
-    found: dict[str, Any] = {}
-
-    def choose(name: str, choices: list[Any]) -> Any:
-        found[name] = CategoricalDistribution(choices)
-        return params[name]
-
-    suggester.space.build(choose)
-    return found
-
-
 @dataclass(frozen=True)
 class Transfer:
     """One planned configuration: Optuna params, its score (lower is better), its source."""
@@ -170,27 +162,6 @@ class Transfer:
     def from_dict(cls, raw: dict[str, Any]) -> Transfer:
         return cls(Configuration.parse(raw["config"]), raw["params"], raw["score"],
                    raw["label"])
-
-
-def warm_start(study: Any, suggester: Suggester, workload: Workload, *,
-               store: KnowledgeStore, workload_fp: WorkloadFingerprint,
-               hardware_fp: dict[str, Any], hardware: str, objectives: list[str],
-               constraints: Sequence[Constraint]) -> dict[str, int]:
-    """Add priors and store the transfer plan; return counts of each."""
-    added = 0
-    similar = []
-    for neighbour in store.nearest(workload_fp, hardware_fp, NEIGHBOURS):
-        if neighbour.same_as(workload_fp, hardware_fp, workload.sha256):
-            added += _add_priors(study, suggester, workload, store.results(neighbour),
-                                 objectives, constraints, hardware)
-        else:
-            similar.append(neighbour)
-    ranked = ranked_transfers(store, similar, objectives[0], constraints, workload=workload,
-                              hardware=hardware, suggester=suggester,
-                              fragility=workload_fp.fragility)[:PLAN_SIZE]
-    if ranked:
-        study.set_user_attr(PLAN_ATTR, [t.as_dict() for t in ranked])
-    return {"priors": added, "planned": len(ranked)}
 
 
 def next_transfer(plan: Sequence[Transfer], known: Sequence[TrialResult],
@@ -315,30 +286,3 @@ def quality_here(result: TrialResult, own: float | None,
 def _label(neighbour: Neighbour, source: str) -> str:
     return (f"{source}: {neighbour.workload_name} on {neighbour.hardware_profile} "
             f"(similarity {neighbour.similarity:.2f})")
-
-
-def _add_priors(study: Any, suggester: Suggester, workload: Workload,
-                known: list[tuple[TrialResult, str]], objectives: list[str],
-                constraints: Sequence[Constraint], hardware: str) -> int:
-    """Add this very search's past results as finished trials (not counted as budget)."""
-    import optuna
-    from optuna.trial import TrialState
-
-    added = 0
-    seen: set[str] = set()
-    for result, source in known:
-        mapped = transfer(result, workload=workload, hardware=hardware, suggester=suggester)
-        if mapped is None or result.config_digest in seen:
-            continue
-        seen.add(result.config_digest)
-        values = objective_values(result, objectives) if result.ok else None
-        attrs = {SOURCE_ATTR: source, PRIOR_ATTR: True, RESULT_ATTR: result.model_dump_json(),
-                 DIGEST_ATTR: result.config_digest}
-        state = TrialState.COMPLETE if values is not None else TrialState.FAIL
-        limits = dict(zip([str(c) for c in constraints], violations(list(constraints), result),
-                          strict=True)) if values is not None else None
-        study.add_trial(optuna.trial.create_trial(
-            state=state, params=mapped[1], distributions=distributions(suggester, mapped[1]),
-            values=values, user_attrs=attrs, constraints=limits or None))
-        added += 1
-    return added

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tuner.errors import HardwareError
-from tuner.measure import Protocol
-from tuner.results import TrialResult
-from tuner.trial import DEFAULT_TIMEOUT_S, node_profiles
+from tuner.trial.measure import Protocol
+from tuner.trial.results import TrialResult
+from tuner.trial.run import DEFAULT_TIMEOUT_S, node_profiles
 from workloads.base import Workload
 
 RESOURCE_PREFIX = "hw:"
@@ -69,8 +69,8 @@ def _trial_task(spec: dict[str, Any], config: dict[str, Any], protocol: dict[str
 
     import ray
 
-    from tuner.config import Configuration
-    from tuner.trial import run_trial
+    from tuner.trial.config import Configuration
+    from tuner.trial.run import run_trial
 
     node_id = ray.get_runtime_context().get_node_id()
     result = run_trial(open_workload(spec), Configuration.model_validate(config),

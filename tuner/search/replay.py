@@ -11,8 +11,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from tuner.executor import Executor, Running
-from tuner.results import TrialResult
+from tuner.search.executor import Executor, Running
+from tuner.trial.results import TrialResult
 from workloads.base import Workload
 
 

@@ -18,7 +18,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from tuner.config import (
+from tuner.errors import ConfigError
+from tuner.trial.config import (
     Backend,
     Calibration,
     Configuration,
@@ -30,7 +31,6 @@ from tuner.config import (
     QuantFormat,
     TvmFeatures,
 )
-from tuner.errors import ConfigError
 
 Choose = Callable[[str, list[Any]], Any]
 

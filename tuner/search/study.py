@@ -13,18 +13,26 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from tuner.config import Configuration
-from tuner.constraints import Constraint, unmet, violations
-from tuner.errors import ConfigError
-from tuner.paths import home
-from tuner.results import METRIC_DIRECTIONS, TrialResult
-from tuner.space import Space
+from tuner.errors import ConfigError, one_line
+from tuner.search.space import Space
+from tuner.trial.config import Configuration
+from tuner.trial.constraints import Constraint, unmet, violations
+from tuner.trial.results import METRIC_DIRECTIONS, TrialResult
+from workloads.paths import home
 
 SAMPLERS = ("auto", "tpe", "nsga2", "random", "grid")
 RESULT_ATTR = "result"
 DIGEST_ATTR = "config_digest"
 GRID_PARAM = "grid_point"
 MEMORY = ":memory:"  # an in-process study that is not persisted (replays, benchmarks)
+# What the warm start and the search loop note on trials and on the study.
+SOURCE_ATTR = "knowledge_source"
+PRIOR_ATTR = "knowledge_prior"
+EXPLORE_ATTR = "explore_after_repeat"
+INFERRED_ATTR = "inferred_from"  # answered by a same-numbers twin that failed quality
+KNOWLEDGE_USED_ATTR = "knowledge_used"  # priors + transfers a fresh study started from
+PLAN_ATTR = "knowledge_transfer_plan"  # ranked transfers the loop picks from, one at a time
+DEFERRED_ATTR = "deferred_defaults"  # strong defaults waiting for the transfers to finish
 
 
 def default_storage() -> str:
@@ -115,8 +123,6 @@ def open_study(*, name: str, storage: str, objectives: Sequence[str], sampler: A
         raise ConfigError(f"study {name!r} exists with other objectives/directions: {exc}") \
             from None
     except Exception as exc:
-        from tuner.errors import one_line
-
         raise ConfigError(f"cannot open study storage {storage!r}: {one_line(exc)}") from None
     stored = study.user_attrs.get("identity")
     if stored is None:
@@ -152,6 +158,13 @@ def finished_results(study: Any) -> list[TrialResult]:
 
 def measured_digests(study: Any) -> dict[str, TrialResult]:
     return {r.config_digest: r for r in finished_results(study)}
+
+
+def measured_here(trial: Any) -> bool:
+    """A trial this search ran, not a prior from the knowledge store nor a repeat answered
+    from another trial's result."""
+    return (PRIOR_ATTR not in trial.user_attrs and "duplicate_of" not in trial.user_attrs
+            and INFERRED_ATTR not in trial.user_attrs)
 
 
 def objective_values(result: TrialResult, objectives: Sequence[str]) -> list[float] | None:

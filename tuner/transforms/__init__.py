@@ -1,4 +1,12 @@
-"""ONNX → ONNX transforms applied before a backend builds: clean-up, then precision."""
+"""Transforms stage: ONNX → ONNX before a backend builds — clean-up, then precision.
+
+Owns ``cleanup`` (graph clean-up), ``precision`` (fp16, dynamic/static int8, mixed
+precision) and ``sensitivity`` (the per-node int8 ranking mixed precision cuts by);
+:func:`apply_transforms` runs them in order.
+
+May import: the records (:mod:`tuner.trial.config`), :mod:`tuner.hardware`,
+:mod:`tuner.errors` and ``workloads``. Never a stage above (trial, knowledge, search, cli).
+"""
 
 from __future__ import annotations
 
@@ -12,8 +20,8 @@ from tuner.transforms.precision import apply_precision
 if TYPE_CHECKING:
     import numpy as np
 
-    from tuner.config import Configuration
     from tuner.transforms.sensitivity import Probe
+    from tuner.trial.config import Configuration
     from workloads.layout import Layout
 
 __all__ = ["apply_cleanup", "apply_precision", "apply_transforms"]

@@ -13,8 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tuner.config import Configuration, GraphCleanup
 from tuner.errors import TrialFailed, one_line
+from tuner.trial.config import Configuration, GraphCleanup
 
 
 def apply_cleanup(model_path: Path, config: Configuration,

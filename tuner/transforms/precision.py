@@ -23,11 +23,11 @@ from typing import Any
 
 import numpy as np
 
-from tuner.config import Calibration, Configuration, Int8OpTypes, Precision
-from tuner.config import QuantFormat as Int8Format
 from tuner.errors import TrialFailed, one_line
 from tuner.transforms import sensitivity
 from tuner.transforms.sensitivity import Probe
+from tuner.trial.config import Calibration, Configuration, Int8OpTypes, Precision
+from tuner.trial.config import QuantFormat as Int8Format
 from workloads.layout import Layout
 
 _INTEGER_OPS = ("MatMulInteger", "ConvInteger", "MatMulIntegerToFloat", "QGemm", "QAttention",
@@ -212,9 +212,9 @@ def _ranges_path(source: Path, calibration: dict[str, np.ndarray], rows: int, me
     import hashlib
     import json
 
-    from tuner.paths import cache_dir
-    from tuner.versions import package_versions
     from workloads.onnx_files import file_sha256
+    from workloads.paths import cache_dir
+    from workloads.versions import package_versions
 
     data = hashlib.sha256()
     for name, array in sorted(layout.feed({k: v[:rows] for k, v in calibration.items()}).items()):

@@ -39,8 +39,8 @@ from typing import Any
 
 import numpy as np
 
-from tuner.paths import cache_dir
 from workloads.layout import Layout
+from workloads.paths import cache_dir
 
 MAX_CANDIDATES = 12
 MAX_PROBE_ROWS = 256
@@ -107,7 +107,7 @@ def ranking(model_path: Path, quantize: Quantizer, probe: Probe, *, model_sha256
         ``{"key", "ranking", "error_all_int8", "error_kept_fp32"}``: ``ranking`` lists the
         candidates from most to least sensitive.
     """
-    from tuner.versions import package_versions
+    from workloads.versions import package_versions
 
     material = {"version": RANKING_VERSION, "model": model_sha256,
                 "settings": settings, "op_types": sorted(op_types), "probe": probe.digest(),

@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from tuner.backends.base import ARTIFACT_MANIFEST, Artifact
-from tuner.config import Backend, Configuration
 from tuner.hardware import HardwareProfile, tvm_target_for
-from tuner.paths import cache_dir
-from tuner.subprocess_runner import owned_prefix, remove_orphans, run_worker
-from tuner.versions import package_versions
+from tuner.trial.config import Backend, Configuration
+from tuner.trial.subprocess_runner import owned_prefix, remove_orphans, run_worker
 from workloads.base import Workload
 from workloads.onnx_files import file_sha256
+from workloads.paths import cache_dir
+from workloads.versions import package_versions
 
 STAGING_PREFIX = ".staging-"
 _TVM_KEY_PACKAGES = ("apache-tvm-ffi", "xgboost")
@@ -48,7 +48,7 @@ def artifact_key(workload: Workload, config: Configuration, profile: HardwarePro
     }
     if config.backend is Backend.TVM:
         material["target"] = hardware_spec(profile, config)["tvm_target"]
-        # Which MetaSchedule search can run (tuner/backends/tvm_tuning.py) depends on these.
+        # Which MetaSchedule search can run (tuner/backends/tvm/tuning.py) depends on these.
         material["tvm_packages"] = {p: versions.get(p) for p in _TVM_KEY_PACKAGES}
         # Compiled for static shapes, which a dynamic dim takes from the workload's data.
         material["input_shapes"] = {name: list(array.shape) for name, array

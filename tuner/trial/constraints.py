@@ -1,8 +1,10 @@
 """Constraint expressions on metric names: ``"quality_ratio >= 0.99"``.
 
 The same small language is used by ``optimize`` (turned into Optuna's ``constraints_func``
-values, where c <= 0 means feasible) and by leaderboard tournaments. Parsing is strict:
-an unknown metric, operator or a non-finite bound is a :class:`ConstraintError`.
+values, where c <= 0 means feasible), by the warm start judging relatives' results and by
+leaderboard tournaments, so it lives with the records it judges (:mod:`tuner.trial.results`),
+below every stage. Parsing is strict: an unknown metric, operator or a non-finite bound is a
+:class:`ConstraintError`.
 
 MEASUREMENT.md rule 6: a constraint on ``power_w`` or ``energy_mj_per_inference`` is
 satisfied only by a *measured* power source; an estimate never proves it.
@@ -17,7 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from tuner.errors import ConstraintError
-from tuner.results import METRICS, Stability, TrialResult
+from tuner.trial.results import METRICS, Stability, TrialResult
 
 MEASURED_POWER_SOURCES = frozenset({"meter", "rapl", "nvml"})
 QUALITY_METRICS = frozenset({"quality", "quality_ratio"})  # decided by the numbers computed
@@ -120,3 +122,9 @@ def quality_shortfall(constraints: Iterable[Constraint], result: TrialResult) ->
 def unmet(constraints: Iterable[Constraint], result: TrialResult) -> list[str]:
     """Every reason ``result`` fails ``constraints`` (empty when all hold)."""
     return [reason for c in constraints if (reason := c.evaluate(result)[2])]
+
+
+def feasible(results: list[TrialResult], constraints: list[Constraint]) -> list[TrialResult]:
+    """Complete, not unstable, every constraint met."""
+    return [r for r in results if r.ok and r.metrics.stability is not Stability.UNSTABLE
+            and not unmet(constraints, r)]

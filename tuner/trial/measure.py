@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from tuner.errors import TrialFailed
-from tuner.results import Stability
+from tuner.trial.results import Stability
 
 Run = Callable[[dict[str, np.ndarray]], list[np.ndarray]]
 

@@ -93,7 +93,7 @@ class WorkloadRef(BaseModel):
     variant_sha256: str
     metric: str
     reference_quality: float | None = None
-    # The workload's fingerprint (tuner.fingerprint: the reference model's graph and the
+    # The workload's fingerprint (tuner.knowledge.fingerprint: the reference model's graph and the
     # fragility of its outputs), so that a record read back from a leaderboard can be
     # placed in the knowledge store without the model.
     fingerprint: dict[str, Any] | None = None

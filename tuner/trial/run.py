@@ -15,19 +15,33 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from tuner.build import build_artifact
-from tuner.config import Backend, Configuration
-from tuner.cost import cost_per_million_usd
 from tuner.errors import ConfigError, HardwareError, TrialFailed
-from tuner.hardware import LOCAL, HardwareProfile, fingerprint, load_profile, missing_here
-from tuner.measure import Protocol
-from tuner.power import energy_mj_per_inference, estimate_power_w
-from tuner.results import HardwareRef, Metrics, Stability, TrialResult, TrialState, WorkloadRef
-from tuner.subprocess_runner import run_worker
-from tuner.versions import package_versions, podium_version
+from tuner.hardware import (
+    LOCAL,
+    HardwareProfile,
+    cost_per_million_usd,
+    energy_mj_per_inference,
+    estimate_power_w,
+    fingerprint,
+    load_profile,
+    missing_here,
+)
+from tuner.trial.build import build_artifact
+from tuner.trial.config import Backend, Configuration
+from tuner.trial.measure import Protocol
+from tuner.trial.results import (
+    HardwareRef,
+    Metrics,
+    Stability,
+    TrialResult,
+    TrialState,
+    WorkloadRef,
+)
+from tuner.trial.subprocess_runner import run_worker
 from workloads.base import Workload
 from workloads.layout import fixed_batch
 from workloads.onnx_files import file_sha256, session_io
+from workloads.versions import package_versions, podium_version
 
 NODE_PROFILES_ENV = "PODIUM_NODE_PROFILES"
 DEFAULT_TIMEOUT_S = 600.0
@@ -65,7 +79,7 @@ def validate(workload: Workload, config: Configuration, profile: HardwareProfile
         raise ConfigError(f"variant {variant!r} has a fixed batch size of {fixed}; "
                           f"batch={config.batch} is not possible")
     if config.backend is Backend.TVM:
-        from tuner.build import hardware_spec
+        from tuner.trial.build import hardware_spec
 
         hardware_spec(profile, config)  # raises HardwareError for impossible features
         lacking = missing_here(profile.isa) if profile.detected else []
@@ -150,7 +164,7 @@ def _fingerprint(workload: Workload) -> dict[str, Any]:
     and workload content: a result pulled from a leaderboard carries it into a knowledge
     store."""
     if workload.sha256 not in _FINGERPRINTS:
-        from tuner.fingerprint import workload_fingerprint
+        from tuner.knowledge.fingerprint import workload_fingerprint
 
         while len(_FINGERPRINTS) >= FINGERPRINTS_KEPT:  # a long-lived `podium referee`
             del _FINGERPRINTS[next(iter(_FINGERPRINTS))]  # sees workload after workload

@@ -1,4 +1,4 @@
-"""Run one worker task (:mod:`tuner.worker`) in a fresh Python process.
+"""Run one worker task (:mod:`tuner.trial.worker`) in a fresh Python process.
 
 Turns every way a worker can fail into :class:`TrialFailed` with a one-line reason: an
 error the worker reported, running out of memory, a crash (signal), running past
@@ -60,7 +60,7 @@ def out_of_memory_reason(stage: str, detail: str = "") -> str:
 
 def run_worker(spec: dict[str, Any], *, timeout_s: float | None,
                threads: int | None = None) -> dict[str, Any]:
-    """Run ``spec`` in ``python -m tuner.worker`` and return its result dict.
+    """Run ``spec`` in ``python -m tuner.trial.worker`` and return its result dict.
 
     ``threads`` caps the math libraries' own thread pools in the child (OpenMP, BLAS,
     TVM), so only the cores the task reserved are used. Call it from a thread that lives
@@ -80,7 +80,7 @@ def run_worker(spec: dict[str, Any], *, timeout_s: float | None,
         err_path = Path(tmp) / "stderr.txt"
         spec_path.write_text(json.dumps(spec))
         python = os.environ.get(WORKER_PYTHON_ENV) or sys.executable
-        command = [python, "-m", "tuner.worker", str(spec_path), str(out_path)]
+        command = [python, "-m", "tuner.trial.worker", str(spec_path), str(out_path)]
         with err_path.open("w") as stderr:
             process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL,
                                        stdout=subprocess.DEVNULL, stderr=stderr,

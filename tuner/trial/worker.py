@@ -1,9 +1,9 @@
-"""Worker process entry: ``python -m tuner.worker SPEC.json OUT.json``.
+"""Worker process entry: ``python -m tuner.trial.worker SPEC.json OUT.json``.
 
 Builds and measurements run here, one per fresh process, so that (MEASUREMENT.md rule 2)
 a measuring process never built anything, a crash inside a native library (TVM, ORT)
 becomes a failed trial instead of a dead engine, and the process can be pinned to the
-cores it reserved. The parent (:mod:`tuner.subprocess_runner`) reads ``OUT.json``: either
+cores it reserved. The parent (:mod:`tuner.trial.subprocess_runner`) reads ``OUT.json``: either
 the task's result or ``{"error": {"message", "stage"}}``.
 """
 
@@ -26,9 +26,9 @@ from tuner.errors import PodiumError, TrialFailed, one_line
 def build_task(spec: dict[str, Any]) -> dict[str, Any]:
     """Transform + compile one artifact into ``spec["out_dir"]``."""
     from tuner.backends import get_backend
-    from tuner.config import Configuration
     from tuner.transforms import apply_transforms
     from tuner.transforms.sensitivity import Probe
+    from tuner.trial.config import Configuration
     from workloads.registry import open_root
 
     start = time.perf_counter()
@@ -55,8 +55,8 @@ def build_task(spec: dict[str, Any]) -> dict[str, Any]:
 def measure_task(spec: dict[str, Any]) -> dict[str, Any]:
     """Load one artifact and run the protocol plus the quality evaluation."""
     from tuner.backends import Artifact, get_backend
-    from tuner.config import Configuration
-    from tuner.measure import Protocol, check_finite, measure_session
+    from tuner.trial.config import Configuration
+    from tuner.trial.measure import Protocol, check_finite, measure_session
     from workloads.quality import quality_of
     from workloads.reference import run_in_batches
     from workloads.registry import open_root
@@ -109,7 +109,7 @@ def _contain(spec: dict[str, Any]) -> None:
 
 
 def _failure(exc: BaseException, stage: str) -> str:
-    from tuner.subprocess_runner import out_of_memory_reason
+    from tuner.trial.subprocess_runner import out_of_memory_reason
 
     text = one_line(exc)
     if isinstance(exc, MemoryError) or any(s in text for s in _ALLOCATION_FAILED):

@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from leaderboard import board
 from leaderboard.api.deps import OFFSET_MAX
 from leaderboard.models import LeaderboardPublic, Objective
-from tuner.results import METRIC_UNITS
+from tuner.trial.results import METRIC_UNITS
 
 router = APIRouter(prefix="/tournaments", tags=["leaderboard"])
 

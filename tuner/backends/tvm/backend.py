@@ -5,8 +5,8 @@ The artifact is ``model.so`` (the Relax VM executable with the weights baked in)
 the compiler. Shapes are static: the batch is fixed at build time (it is in the cache key).
 
 Without tuning, TVM's default CPU pipeline emits unscheduled loops: correct, single-threaded
-and slow. ``tvm_tuning_trials`` runs MetaSchedule (:mod:`tuner.backends.tvm_tuning`), which
-is what makes TVM competitive.
+and slow. ``tvm_tuning_trials`` runs MetaSchedule (:mod:`tuner.backends.tvm.tuning`), which
+is what makes TVM competitive; the ONNX import is :mod:`tuner.backends.tvm.frontend`.
 """
 
 from __future__ import annotations
@@ -19,14 +19,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tuner.backends.base import Artifact, Backend, Session
-from tuner.backends.tvm_tuning import lowering_passes, short_error, tuned_database
+from tuner.backends.tvm.frontend import import_onnx, short_error
+from tuner.backends.tvm.tuning import lowering_passes, tuned_database
 from tuner.errors import TrialFailed
 
 if TYPE_CHECKING:
     import numpy as np
     import onnx
 
-    from tuner.config import Configuration
+    from tuner.trial.config import Configuration
 
 LIBRARY_FILE = "model.so"
 IO_FILE = "io.json"
@@ -98,7 +99,7 @@ class TvmBackend(Backend):
         target = tvm.target.Target(copy.deepcopy(target_spec))
         model = onnx.load(str(model_path))
         inputs = _input_specs(model, config.batch, example)
-        mod, import_error = _import(model, inputs)
+        mod, import_error = import_onnx(model, inputs)
         database, tuning = None, {"tune_s": 0.0}
         if config.tvm_tuning_trials:
             tune_start = time.perf_counter()
@@ -169,43 +170,6 @@ def _input_specs(model: onnx.ModelProto, batch: int,
             shape.append(dim.dim_value)
         specs.append({"name": value.name, "shape": shape, "dtype": dtype})
     return specs
-
-
-def _import(model: onnx.ModelProto, inputs: list[dict[str, Any]]) -> tuple[Any, str | None]:
-    """Import into Relax; on failure retry once on a shape-inferred, constant-folded copy.
-
-    Real exports compute Reshape targets from ``Shape`` ops, which TVM's importer only
-    accepts once the batch is fixed and those chains are folded to constants. Returns the
-    module and why the plain import failed (None if it did not), so the artifact says so.
-    """
-    from tvm.relax.frontend.onnx import from_onnx
-
-    shapes = {spec["name"]: spec["shape"] for spec in inputs}
-    dtypes = {spec["name"]: spec["dtype"] for spec in inputs}
-    try:
-        return from_onnx(model, shape_dict=shapes, dtype_dict=dtypes), None
-    except Exception as first:  # the importer raises anything from KeyError to TVMError
-        try:
-            folded = _folded(model, shapes)
-            return from_onnx(folded, shape_dict=shapes, dtype_dict=dtypes), short_error(first)
-        except Exception as second:
-            raise TrialFailed(f"TVM cannot import the model: {short_error(first)}; after shape "
-                              f"inference and folding: {short_error(second)}",
-                              stage="build") from first
-
-
-def _folded(model: onnx.ModelProto, shapes: dict[str, list[int]]) -> onnx.ModelProto:
-    """A copy with static input shapes, inferred shapes and constant-folded shape math."""
-    import onnx
-    import onnxscript.optimizer
-
-    static = copy.deepcopy(model)
-    for value in static.graph.input:
-        if value.name in shapes:
-            for dim, size in zip(value.type.tensor_type.shape.dim, shapes[value.name],
-                                 strict=False):
-                dim.dim_value = size
-    return onnxscript.optimizer.optimize(onnx.shape_inference.infer_shapes(static))
 
 
 def _compile(mod: Any, target: Any, opt_level: int, database: Any) -> Any:

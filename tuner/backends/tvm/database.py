@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tuner.paths import cache_dir
+from workloads.paths import cache_dir
 
 if TYPE_CHECKING:
     from collections.abc import Iterable

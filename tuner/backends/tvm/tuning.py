@@ -1,7 +1,7 @@
 """MetaSchedule tuning for the TVM backend, with its schedules kept in the tuning database.
 
 A build extracts the fused kernels of its model as tuning tasks, takes the schedules the
-per-target database (:mod:`tuner.backends.tvm_database`) already holds, and tunes only
+per-target database (:mod:`tuner.backends.tvm.database`) already holds, and tunes only
 the tasks it lacks, each with its share of the trial budget.
 
 Search: from ``EVOLUTIONARY_MIN_PER_TASK`` trials per task, MetaSchedule's evolutionary
@@ -29,10 +29,10 @@ import sys
 import tempfile
 from typing import Any
 
-from tuner.backends.tvm_database import TuningDatabase, canonical_target
-from tuner.errors import TrialFailed, one_line
+from tuner.backends.tvm.database import TuningDatabase, canonical_target
+from tuner.backends.tvm.frontend import ERROR_CHARS, import_onnx, short_error
+from tuner.errors import TrialFailed
 
-_ERROR_CHARS = 300
 # Caps the candidates measured per round, so a large budget still revisits every task.
 _TRIALS_PER_ITER = 16
 EVOLUTIONARY, REPLAY_FUNC = "evolutionary", "replay-func"
@@ -96,7 +96,7 @@ def _evolutionary(spec: dict[str, Any]) -> dict[str, Any]:
     if not _serialization_works():
         return {"tuning_fallback": "tvm-ffi cannot serialize IR here (the ToJSONGraph crash)"}
     cost_model = "xgb" if _has_xgboost() else "random"
-    code = "from tuner.backends.tvm_tuning import child_main; child_main()"
+    code = "from tuner.backends.tvm.tuning import child_main; child_main()"
     result = subprocess.run([sys.executable, "-c", code, json.dumps(spec | {
         "cost_model": cost_model})], capture_output=True, text=True, check=False)
     if result.returncode == 0:
@@ -107,7 +107,7 @@ def _evolutionary(spec: dict[str, Any]) -> dict[str, Any]:
         errors = [line.removeprefix(_CHILD_ERROR) for line in result.stderr.splitlines()
                   if line.startswith(_CHILD_ERROR)]
         why = f"failed: {errors[-1] if errors else f'exit status {result.returncode}'}"
-    return {"tuning_fallback": f"evolutionary search {why}"[:_ERROR_CHARS]}
+    return {"tuning_fallback": f"evolutionary search {why}"[:ERROR_CHARS]}
 
 
 def child_main() -> None:
@@ -128,10 +128,9 @@ def tune_child(spec: dict[str, Any]) -> None:
     import onnx
     import tvm
 
-    from tuner.backends.tvm import _import
 
     target = tvm.target.Target(spec["target"])
-    mod, _ = _import(onnx.load(spec["model"]), spec["inputs"])
+    mod, _ = import_onnx(onnx.load(spec["model"]), spec["inputs"])
     tasks = _tasks(mod, target)
     store = TuningDatabase(canonical_target(target))
     _, missing = store.load(tasks, budget=spec["trials"])
@@ -240,6 +239,3 @@ def _fused(mod: Any, target: Any) -> Any:
     with target:
         return tvm.transform.Sequential(lowering_passes(target))(mod)
 
-
-def short_error(error: BaseException) -> str:
-    return one_line(error)[:_ERROR_CHARS]
