@@ -50,6 +50,11 @@ class Layout:
     outputs: dict[str, int | None] = field(default_factory=dict)
     unscored: tuple[str, ...] = ()
     constants: dict[str, np.ndarray] = field(default_factory=dict, compare=False, repr=False)
+    # Inputs whose batch went to axis 0 by convention where other axes had as many rows
+    # (the tied axes): a model that then fails, or stops following the batch, was guessed
+    # wrong, and the error names the flag. Not stored: the stored layout is what was used.
+    guessed: dict[str, tuple[int, ...]] = field(default_factory=dict, compare=False,
+                                                repr=False)
 
     @classmethod
     def batch_first(cls, names: list[str]) -> Layout:
@@ -104,6 +109,12 @@ class Layout:
             return self.canonical(run(self.feed(rows)), count_rows(rows))
 
         return canonical_run
+
+    def guess_hint(self) -> str:
+        """Why a model may have failed on an axis-0 guess, and the flag that settles it."""
+        name, tied = next(iter(self.guessed.items()))
+        return (f"with input {name!r} batched on axis 0, which dims {list(tied)} could all be "
+                f"(as many rows each); {_FLAG.format(name=name)}")
 
     def as_dict(self) -> dict[str, Any]:
         """JSON form for the workload manifest (constants live in the data file)."""
@@ -257,8 +268,12 @@ def infer_inputs(declared: list[Declared], arrays: Mapping[str, np.ndarray],
         raise WorkloadError(f"no input of {model} carries a batch (all constant): Podium "
                             f"needs rows to evaluate; {_FLAG.format(name=declared[0].name)}")
     constants = {name: arrays[name] for name, axis in axes.items() if axis is None}
+    guessed = {spec.name: tuple(tied) for spec in declared
+               if spec.name not in hints and axes[spec.name] == 0
+               and len(tied := tied_axes(arrays[spec.name], candidates.get(spec.name, []),
+                                         rows)) > 1}
     return Layout(inputs={spec.name: axes[spec.name] for spec in declared},
-                  constants=constants), rows
+                  constants=constants, guessed=guessed), rows
 
 
 def _check_constant(spec: Declared, array: np.ndarray, *, model: str, data: str) -> None:
@@ -303,7 +318,7 @@ def _batch_axis(spec: Declared, array: np.ndarray, candidates: list[int], rows: 
                 data: str) -> int | None:
     """The one candidate axis with ``rows`` rows (axis 0 winning a tie); None for a tie
     between other axes, which :func:`_named_axis` may settle."""
-    matching = [a for a in candidates if array.shape[a] == rows]
+    matching = tied_axes(array, candidates, rows)
     if not matching:
         raise WorkloadError(f"input {spec.name!r}: no dim of its shape {list(array.shape)} in "
                             f"{data} has the {rows} rows the other inputs have; "
@@ -311,6 +326,11 @@ def _batch_axis(spec: Declared, array: np.ndarray, candidates: list[int], rows: 
     if len(matching) == 1 or 0 in matching:
         return matching[0]
     return None
+
+
+def tied_axes(array: np.ndarray, candidates: list[int], rows: int) -> list[int]:
+    """The candidate batch axes of ``array`` that have ``rows`` rows."""
+    return [a for a in candidates if array.shape[a] == rows]
 
 
 def _named_axis(spec: Declared, array: np.ndarray, candidates: list[int], rows: int,
@@ -388,9 +408,13 @@ def infer_outputs(layout: Layout, run: Run, rows: Mapping[str, np.ndarray],
             raise WorkloadError(f"output {name!r} of {model}: dims {options} all follow the "
                                 f"batch; say which with --outputs '{name}:batch_axis=K' "
                                 f"(or '{name}:unscored')")
+    lost = [name for name in names if axes[name] is None and name not in hints]
+    if lost and layout.guessed:
+        raise WorkloadError(f"output {lost[0]!r} of {model} does not follow the batch "
+                            f"{layout.guess_hint()}")
     unscored = tuple(name for name in names if hints.get(name) == UNSCORED)
     result = Layout(inputs=layout.inputs, outputs=axes, unscored=unscored,
-                    constants=layout.constants)
+                    constants=layout.constants, guessed=layout.guessed)
     if not result.scored(len(names)):
         raise WorkloadError(f"no output of {model} is scored: every output is unscored or "
                             "does not follow the batch")

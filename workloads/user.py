@@ -93,6 +93,9 @@ def _from_files(model: Path, data: Path, scratch: Path, *, name: str | None,
     except WorkloadError:
         raise
     except Exception as exc:  # onnxruntime's own errors, e.g. an impossible allocation
+        if layout.guessed:
+            raise WorkloadError(f"{model.name} fails on the data in {data.name} "
+                                f"{layout.guess_hint()}") from None
         raise WorkloadError(f"{model.name} fails on the evaluation data in {data.name}: "
                             f"{one_line(exc)[:300]}") from None
     scored = layout.scored(len(outputs))
