@@ -35,7 +35,7 @@ def test_strings_from_the_cli_are_parsed():
     ({"threads": 0}, "threads"),
     ({"int8_keep_fp32": 2}, "int8 precisions only"),
     ({"int8_op_types": "conv-matmul"}, "int8 precisions only"),
-    ({"backend": "tvm", "reduce_range": True}, "int8 precisions only"),
+    ({"backend": "tvm", "reduce_range": True}, "ort backend only"),
     ({"precision": "int8-dynamic", "quant_format": "qoperator"}, "int8-static only"),
     ({"precision": "int8-dynamic", "activation_symmetric": True}, "int8-static only"),
     ({"precision": "int8-dynamic", "calibration_rows": 32}, "int8-static only"),

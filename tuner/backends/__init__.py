@@ -1,30 +1,23 @@
 """Backends stage: ONNX file + Configuration → a runnable artifact, and its session.
 
-Owns the plugin contract (``base``: :class:`Backend`, :class:`Session`, :class:`Artifact`)
-and one module per engine (``onnxruntime``; ``tvm/``, a folder for its import, tuning and
-tuning database), found by name through :func:`get_backend`, which imports them lazily so
-``import tuner`` stays free of TVM.
+Owns the plugin contract (``base``: :class:`Backend` with its declarations — precisions,
+:class:`Option`\\ s, versions, export format — :class:`Session`, :class:`Artifact`), the
+``registry`` (built-ins in one table, third-party backends from the ``podium.backends``
+entry-point group; modules imported lazily so ``import tuner`` stays free of TVM), the
+conformance suite every backend passes (``checks``) and one module per engine
+(``onnxruntime``; ``tvm/``, a folder for its import, tuning and tuning database).
 
-May import: the records (:mod:`tuner.trial.config`), :mod:`tuner.hardware`,
-:mod:`tuner.errors` and ``workloads``. Never a stage above (trial, knowledge, search, cli).
+``base`` and ``registry`` form the contract layer, below the records: they import only
+:mod:`tuner.errors`, so :mod:`tuner.trial.config` validates against them. The engines may
+import the records (:mod:`tuner.trial.config`), :mod:`tuner.transforms`,
+:mod:`tuner.hardware`, :mod:`tuner.errors` and ``workloads``. Never a stage above (trial,
+knowledge, search, cli).
 """
 
 from __future__ import annotations
 
-import importlib
+from tuner.backends.base import Artifact, Backend, Condition, Option, Precision, Session
+from tuner.backends.registry import backend_class, backend_names, get_backend, registrations
 
-from tuner.backends.base import Artifact, Backend, Session
-from tuner.errors import ConfigError
-
-_BACKENDS = {"ort": ("tuner.backends.onnxruntime", "OrtBackend"),
-             "tvm": ("tuner.backends.tvm", "TvmBackend")}
-
-__all__ = ["Artifact", "Backend", "Session", "get_backend"]
-
-
-def get_backend(name: str) -> Backend:
-    """Return a backend instance by name; unknown names list the valid ones."""
-    if name not in _BACKENDS:
-        raise ConfigError(f"unknown backend {name!r} (valid: {', '.join(_BACKENDS)})")
-    module, cls = _BACKENDS[name]
-    return getattr(importlib.import_module(module), cls)()
+__all__ = ["Artifact", "Backend", "Condition", "Option", "Precision", "Session",
+           "backend_class", "backend_names", "get_backend", "registrations"]

@@ -3,9 +3,10 @@
 ``app`` (the console script is ``tuner.cli:main``, imported when called) joins the groups
 and maps every :class:`~tuner.errors.PodiumError` to its exit code
 (2 for bad input) with one line on stderr. The groups: ``workloads``, ``hardware``,
-``trial``, ``optimize``, ``knowledge``, ``tournament`` (with ``register`` and ``submit``),
-``verify`` (``reproduce`` and ``referee``) and ``demo``; ``inputs`` and ``output`` are what
-they share (resolving a workload from options; the Rich consoles and tables), and
+``backends``, ``trial``, ``optimize``, ``knowledge``, ``tournament`` (with ``register`` and
+``submit``), ``verify`` (``reproduce`` and ``referee``) and ``demo``; ``inputs`` and
+``output`` are what they share (resolving a workload from options; the Rich consoles and
+tables), and
 ``userconfig`` is the user's leaderboard URL and credentials, which only commands read.
 
 May import every stage below it (search, knowledge, trial, hardware, …) and, lazily, the

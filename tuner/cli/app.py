@@ -12,6 +12,7 @@ import sys
 
 import typer
 
+from tuner.cli.backends import backends_app
 from tuner.cli.demo import demo_command
 from tuner.cli.hardware import hardware_app
 from tuner.cli.knowledge import knowledge_app
@@ -26,6 +27,7 @@ app = typer.Typer(name="podium", no_args_is_help=True, pretty_exceptions_enable=
                   help="Podium: search, measure and rank ONNX serving configurations.")
 app.add_typer(workloads_app, name="workloads")
 app.add_typer(hardware_app, name="hardware")
+app.add_typer(backends_app, name="backends")
 app.add_typer(trial_app, name="trial")
 app.command("optimize")(optimize_command)
 app.add_typer(knowledge_app, name="knowledge")

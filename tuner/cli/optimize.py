@@ -22,7 +22,7 @@ NOTHING_FEASIBLE = 3
 
 
 def _describe(config: Any) -> str:
-    parts = [config.variant, config.backend.value, config.precision.value,
+    parts = [config.variant, config.backend, config.precision.value,
              f"{config.threads}t", f"b{config.batch}", config.hardware]
     return " ".join(str(p) for p in parts if p)
 

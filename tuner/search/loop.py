@@ -27,6 +27,7 @@ from tuner.search.study import (
     measured_digests,
     measured_here,
     recover_interrupted,
+    result_digests,
     tell,
 )
 from tuner.trial.config import Configuration, numerics_digest
@@ -176,7 +177,8 @@ class SearchLoop:
         """Cache ``result``; if it failed a quality constraint, note its numerics: every
         configuration computing the same numbers (one that differs only in threads) would
         fail it the same way, so none is worth measuring."""
-        self.cache[result.config_digest] = result
+        for digest in result_digests(result):
+            self.cache[digest] = result
         if quality_shortfall(self.constraints, result) > 0:
             key = numerics_digest(Configuration.parse(result.config))
             self.failed_numerics.setdefault(key, result)

@@ -1,89 +1,68 @@
 """The search space: one conditional tree over every knob of a Configuration.
 
-The tree is written once, in :meth:`Space.build`, against a ``choose(name, choices)``
-callback, and everything else is derived from it:
+The tree is generic over the registered backends (:mod:`tuner.backends.registry`): after
+the core decisions (hardware, variant, threads, batch, backend) it takes the chosen
+backend's precision and then each of its :class:`~tuner.backends.base.Option`\\ s, in
+declaration order, where the option's conditions hold. It is written once, in
+:meth:`Space.build`, against a ``choose(name, choices)`` callback, and everything else is
+derived from it:
 
 * Optuna sampling — ``choose`` is ``trial.suggest_categorical`` (:meth:`Space.suggest`);
 * the full grid — a depth-first walk over every choice (:meth:`Space.configurations`);
 * Optuna params of a known configuration, for enqueueing (:meth:`Space.params_for`).
 
-Conditional dimensions get their own parameter names (``ort_precision`` vs
-``tvm_precision``) so that every Optuna distribution is fixed per name, and a dimension
-with one allowed value is not suggested at all.
+Each backend's precision is its own parameter (``ort_precision``, ``tvm_precision``: the
+backend's name and ``_precision``) so that every Optuna distribution is fixed per name; an
+option's parameter is the option's name. A dimension with one allowed value is not
+suggested at all.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Annotated, Any
 
+from pydantic import TypeAdapter, ValidationError
+
+from tuner.backends.base import Option, Precision, plain
+from tuner.backends.registry import backend_class, backend_names
 from tuner.errors import ConfigError
-from tuner.trial.config import (
-    Backend,
-    Calibration,
-    Configuration,
-    ExecutionMode,
-    GraphCleanup,
-    GraphOptimization,
-    Int8OpTypes,
-    Precision,
-    QuantFormat,
-    TvmFeatures,
-)
+from tuner.hardware import load_profile
+from tuner.trial.config import Configuration
 
 Choose = Callable[[str, list[Any]], Any]
-
-ORT_PRECISIONS = [p.value for p in Precision]
-TVM_PRECISIONS = [Precision.FP32.value, Precision.FP16.value]
-
-# Configuration field → the Space dimensions it restricts (a ``space=`` override).
-_OVERRIDES = {
-    "variant": ("variants",), "backend": ("backends",),
-    "precision": ("ort_precisions", "tvm_precisions"), "calibration": ("calibrations",),
-    "per_channel": ("per_channel",), "ort_graph_optimization": ("ort_graph_optimization",),
-    "ort_execution_mode": ("ort_execution_mode",), "threads": ("threads",),
-    "batch": ("batch",), "tvm_opt_level": ("tvm_opt_level",),
-    "tvm_features": ("tvm_features",), "tvm_tuning_trials": ("tvm_tuning_trials",),
-    "hardware": ("hardware",), "int8_keep_fp32": ("int8_keep_fp32",),
-    "int8_op_types": ("int8_op_types",), "reduce_range": ("reduce_range",),
-    "quant_format": ("quant_format",), "activation_symmetric": ("activation_symmetric",),
-    "calibration_rows": ("calibration_rows",), "graph_cleanup": ("graph_cleanup",),
-    "quant_preprocess": ("quant_preprocess",),
-}
+PRECISION_PARAM = "{backend}_precision"
+# Override key → the Space field it restricts; backends' options and precisions besides.
+_CORE = {"variant": "variants", "hardware": "hardware", "backend": "backends",
+         "threads": "threads", "batch": "batch"}
 
 
 @dataclass(frozen=True)
 class Space:
-    """Allowed values of every dimension; build one with :func:`default_space`."""
+    """Allowed values of every dimension; build one with :func:`default_space`.
+
+    ``precisions`` (backend → its precisions) and ``options`` (option → values) are filled
+    from the backends' declarations where not given: every declared precision, each
+    option's ``searched`` values. Values are stored as JSON values (``"all"``, not an enum).
+    """
 
     variants: list[str]
     hardware: list[str] = field(default_factory=lambda: ["local"])
-    backends: list[str] = field(default_factory=lambda: [b.value for b in Backend])
-    ort_precisions: list[str] = field(default_factory=lambda: list(ORT_PRECISIONS))
-    tvm_precisions: list[str] = field(default_factory=lambda: list(TVM_PRECISIONS))
-    calibrations: list[str] = field(default_factory=lambda: [c.value for c in Calibration])
-    per_channel: list[bool] = field(default_factory=lambda: [False, True])
-    # Mixed precision: a cut of the sensitivity ranking, and which op types go int8.
-    int8_keep_fp32: list[int] = field(default_factory=lambda: [0, 2, 8])
-    int8_op_types: list[str] = field(
-        default_factory=lambda: [Int8OpTypes.ALL.value, Int8OpTypes.CONV_MATMUL.value])
-    reduce_range: list[bool] = field(default_factory=lambda: [False])
-    # quant_pre_process on (default) or off: opt-in (``space={"quant_preprocess": [True, False]}``).
-    quant_preprocess: list[bool] = field(default_factory=lambda: [True])
-    quant_format: list[str] = field(default_factory=lambda: [QuantFormat.QDQ.value])
-    activation_symmetric: list[bool] = field(default_factory=lambda: [False])
-    calibration_rows: list[int] = field(default_factory=lambda: [128])
-    ort_graph_optimization: list[str] = field(
-        default_factory=lambda: [GraphOptimization.BASIC.value, GraphOptimization.ALL.value])
-    ort_execution_mode: list[str] = field(default_factory=lambda: [ExecutionMode.SEQUENTIAL.value])
-    # onnxscript clean-up is opt-in (``space={"graph_cleanup": ["none", "onnxscript"]}``).
-    graph_cleanup: list[str] = field(default_factory=lambda: [GraphCleanup.NONE.value])
+    backends: list[str] = field(default_factory=backend_names)
+    precisions: dict[str, list[str]] = field(default_factory=dict)
+    options: dict[str, list[Any]] = field(default_factory=dict)
     threads: list[int] = field(default_factory=lambda: [1])
     batch: list[int] = field(default_factory=lambda: [1])
-    tvm_opt_level: list[int] = field(default_factory=lambda: [3])
-    tvm_features: list[str] = field(default_factory=lambda: [TvmFeatures.NATIVE.value])
-    tvm_tuning_trials: list[int] = field(default_factory=lambda: [0])
+
+    def __post_init__(self) -> None:
+        declared = {name: backend_class(name) for name in self.backends}
+        precisions = {name: list(self.precisions.get(name, backend.precisions))
+                      for name, backend in declared.items()}
+        options = {o.name: list(self.options.get(o.name, [plain(v) for v in o.searched]))
+                   for backend in declared.values() for o in backend.options}
+        object.__setattr__(self, "precisions", precisions)
+        object.__setattr__(self, "options", options)
 
     def build(self, choose: Choose) -> Configuration:
         """Walk the conditional tree, asking ``choose`` at every open decision."""
@@ -101,31 +80,12 @@ class Space:
         }
         backend = pick("backend", self.backends)
         values["backend"] = backend
-        if backend == Backend.ORT:
-            precision = pick("ort_precision", self.ort_precisions)
-            values["ort_graph_optimization"] = pick("ort_graph_optimization",
-                                                    self.ort_graph_optimization)
-            modes = self.ort_execution_mode if values["threads"] > 1 else ["sequential"]
-            values["ort_execution_mode"] = pick("ort_execution_mode", modes)
-            values["graph_cleanup"] = pick("graph_cleanup", self.graph_cleanup)
-        else:
-            precision = pick("tvm_precision", self.tvm_precisions)
-            values["tvm_opt_level"] = pick("tvm_opt_level", self.tvm_opt_level)
-            values["tvm_features"] = pick("tvm_features", self.tvm_features)
-            values["tvm_tuning_trials"] = pick("tvm_tuning_trials", self.tvm_tuning_trials)
-        values["precision"] = precision
-        if precision in (Precision.INT8_DYNAMIC, Precision.INT8_STATIC):
-            values["per_channel"] = pick("per_channel", self.per_channel)
-            values["int8_op_types"] = pick("int8_op_types", self.int8_op_types)
-            values["int8_keep_fp32"] = pick("int8_keep_fp32", self.int8_keep_fp32)
-            values["reduce_range"] = pick("reduce_range", self.reduce_range)
-            values["quant_preprocess"] = pick("quant_preprocess", self.quant_preprocess)
-        if precision == Precision.INT8_STATIC:
-            values["calibration"] = pick("calibration", self.calibrations)
-            values["quant_format"] = pick("quant_format", self.quant_format)
-            values["activation_symmetric"] = pick("activation_symmetric",
-                                                  self.activation_symmetric)
-            values["calibration_rows"] = pick("calibration_rows", self.calibration_rows)
+        values["precision"] = pick(PRECISION_PARAM.format(backend=backend),
+                                   self.precisions[backend])
+        for option in backend_class(backend).options:
+            if option.unmet(values) is None:
+                values[option.name] = pick(option.name, _allowed(option, self.options[option.name],
+                                                                 values))
         return Configuration.parse(values).normalized()
 
     def suggest(self, trial: Any) -> Configuration:
@@ -154,12 +114,12 @@ class Space:
     def params_for(self, config: Configuration) -> dict[str, Any] | None:
         """Optuna params that make :meth:`build` return ``config``; None if outside."""
         config = config.normalized()
-        wanted = config.as_dict() | {"ort_precision": config.precision.value,
-                                     "tvm_precision": config.precision.value}
+        wanted = config.as_dict() | {PRECISION_PARAM.format(backend=config.backend):
+                                     config.precision.value}
         params: dict[str, Any] = {}
 
         def choose(name: str, choices: list[Any]) -> Any:
-            value = wanted[name]
+            value = wanted.get(name)
             if value not in choices:
                 raise LookupError(name)
             params[name] = value
@@ -175,66 +135,100 @@ class Space:
         return len(self.configurations())
 
     def restrict(self, overrides: dict[str, Any] | None) -> Space:
-        """Apply a ``space=`` override: field → one value or a list of allowed values.
+        """Apply a ``space=`` override: dimension → one value or a list of allowed values.
 
-        ``precision`` narrows both backends' precision lists; a backend left without a
-        precision is dropped, and a space left without any configuration is an error.
+        Dimensions: the core keys (``variant``, ``backend``, ``threads``, ``batch``,
+        ``hardware``), ``precision`` (narrows every backend's precisions; a backend left
+        without one is dropped), ``<backend>_precision`` (one backend's) and every option a
+        backend declares. A space left without any configuration is an error.
         """
         if not overrides:
             return self
-        changes: dict[str, list[Any]] = {}
+        valid = dimensions()
+        changes: dict[str, Any] = {}
+        precisions = dict(self.precisions)
+        options = dict(self.options)
         for key, value in overrides.items():
-            if key not in _OVERRIDES:
+            if key not in valid:
                 raise ConfigError(f"unknown search-space dimension {key!r} "
-                                  f"(valid: {', '.join(_OVERRIDES)})")
+                                  f"(valid: {', '.join(valid)})")
             values = list(value) if isinstance(value, list | tuple | set) else [value]
             allowed = [_coerce(key, v) for v in values]
-            for dimension in _OVERRIDES[key]:
-                if key == "precision":
-                    changes[dimension] = [v for v in getattr(self, dimension) if v in allowed]
-                else:
-                    changes[dimension] = allowed
-        restricted = replace(self, **changes)
-        backends = [b for b in restricted.backends
-                    if (restricted.ort_precisions if b == Backend.ORT
-                        else restricted.tvm_precisions)]
+            if key == "precision":
+                precisions = {b: [p for p in ps if p in allowed] for b, ps in precisions.items()}
+            elif key in _precision_params():
+                backend = _precision_params()[key]
+                precisions[backend] = [p for p in precisions.get(
+                    backend, backend_class(backend).precisions) if p in allowed]
+            elif key in _CORE:
+                changes[_CORE[key]] = allowed
+            else:
+                options[key] = allowed
+        restricted = replace(self, **changes, precisions=precisions, options=options)
+        backends = [b for b in restricted.backends if restricted.precisions[b]]
         if not backends:
             raise ConfigError(f"the space override {overrides} leaves no valid configuration")
         return replace(restricted, backends=backends)
 
 
+def _allowed(option: Option, values: list[Any], chosen: dict[str, Any]) -> list[Any]:
+    """The space's values of ``option`` that the configuration so far allows; where none is,
+    the default if it is allowed (``ort_execution_mode=parallel`` asked for, 1 thread)."""
+    allowed = [v for v in values if option.value_unmet(v, chosen) is None]
+    if not allowed and option.value_unmet(option.default, chosen) is None:
+        allowed = [plain(option.default)]
+    return allowed
+
+
+def _precision_params() -> dict[str, str]:
+    return {PRECISION_PARAM.format(backend=name): name for name in backend_names()}
+
+
+def dimensions() -> list[str]:
+    """Every key a ``space=`` override may name."""
+    return [*_CORE, "precision", *_precision_params(),
+            *(o.name for name in backend_names() for o in backend_class(name).options)]
+
+
 def _coerce(key: str, value: Any) -> Any:
-    """Validate one override value with the type and bounds of Configuration's field."""
-    from typing import Annotated
-
-    from pydantic import TypeAdapter, ValidationError
-
-    if key == "precision":
-        if value not in ORT_PRECISIONS:
-            raise ConfigError(f"invalid precision {value!r} (valid: {', '.join(ORT_PRECISIONS)})")
+    """Validate one override value against its dimension: a registered backend, a known
+    precision (one the backend declares, for ``<backend>_precision``), an option's domain,
+    a core field's type and bounds."""
+    if value is None:
+        raise ConfigError(f"search-space dimension {key!r} needs a value, not null")
+    if key == "backend":
+        return backend_class(str(value)).name
+    if key == "precision" or key in _precision_params():
+        known = (backend_class(_precision_params()[key]).precisions if key != "precision"
+                 else [p.value for p in Precision])
+        if value not in known:
+            raise ConfigError(f"invalid {key} {value!r} (valid: {', '.join(known)})")
         return value
-    info = Configuration.model_fields[key]
-    annotation = Annotated[info.annotation, *info.metadata] if info.metadata else info.annotation
-    adapter = TypeAdapter(annotation)
+    option = next((o for name in backend_names() for o in backend_class(name).options
+                   if o.name == key), None)
     try:
-        coerced = adapter.validate_python(value)
-    except ValidationError as exc:
-        message = exc.errors()[0]["msg"]
+        if option is not None:
+            return plain(option.coerce(value))
+        info = Configuration.model_fields[key]
+        annotation = (Annotated[info.annotation, *info.metadata] if info.metadata
+                      else info.annotation)
+        return TypeAdapter(annotation).validate_python(value)
+    except (ValueError, ValidationError) as exc:
+        message = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
         raise ConfigError(f"invalid value {value!r} for search-space dimension {key!r}: "
                           f"{message}") from None
-    if coerced is None:
-        raise ConfigError(f"search-space dimension {key!r} needs a value, not null")
-    return coerced.value if hasattr(coerced, "value") else coerced
 
 
 def default_space(variants: Iterable[str], *, hardware: list[str], cores: int,
                   fixed_batch: int | None = None) -> Space:
-    """The default space for a workload: every variant, both backends, 1..cores threads,
-    batches 1, 8 and 32 — or the one batch a model exported with a fixed batch takes."""
+    """The default space for a workload: every variant, every backend with the precisions
+    it runs natively on every hardware target searched, 1..cores threads, batches 1, 8 and
+    32 — or the one batch a model exported with a fixed batch takes."""
+    isas = [load_profile(name).isa for name in hardware]
+    precisions = {name: [p for p in backend_class(name).precisions
+                         if all(p in backend_class(name).precisions_for(isa) for isa in isas)]
+                  for name in backend_names()}
     return Space(variants=list(variants), hardware=list(hardware),
-                 threads=list(range(1, cores + 1)),
+                 backends=[name for name, found in precisions.items() if found],
+                 precisions=precisions, threads=list(range(1, cores + 1)),
                  batch=[fixed_batch] if fixed_batch else [1, 8, 32])
-
-
-def space_fields() -> list[str]:
-    return [f.name for f in fields(Space)]

@@ -157,7 +157,18 @@ def finished_results(study: Any) -> list[TrialResult]:
 
 
 def measured_digests(study: Any) -> dict[str, TrialResult]:
-    return {r.config_digest: r for r in finished_results(study)}
+    return {digest: r for r in finished_results(study) for digest in result_digests(r)}
+
+
+def result_digests(result: TrialResult) -> set[str]:
+    """The digests ``result`` answers to: the one it was recorded with and its
+    configuration's as this version computes it. They differ for a record written before
+    options moved to the backends (every key of every backend was hashed then, unset ones
+    as null), which must still answer a configuration measured again today."""
+    try:
+        return {result.config_digest, Configuration.parse(result.config).digest()}
+    except ConfigError:  # a configuration this version no longer accepts
+        return {result.config_digest}
 
 
 def measured_here(trial: Any) -> bool:

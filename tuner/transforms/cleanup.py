@@ -10,11 +10,20 @@ its reason; it never stops the study.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from tuner.errors import TrialFailed, one_line
-from tuner.trial.config import Configuration, GraphCleanup
+from tuner.trial.config import Configuration
+
+
+class GraphCleanup(StrEnum):
+    """ONNX-level clean-up before any precision change: none, or onnxscript's optimizer
+    (constant folding, dead-code removal, pattern rewrites)."""
+
+    NONE = "none"
+    ONNXSCRIPT = "onnxscript"
 
 
 def apply_cleanup(model_path: Path, config: Configuration,

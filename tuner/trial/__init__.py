@@ -10,8 +10,9 @@ It also owns the records every stage speaks: ``config`` (:class:`Configuration`,
 build and run), ``results`` (:class:`TrialResult`, the schema the leaderboard stores too)
 and ``constraints`` (the bounds a result is judged by, in a search, a warm start and a
 tournament). Backends, transforms and the leaderboard read them, so those three modules
-import only :mod:`tuner.errors` — the architecture test holds them to the ``records``
-layer, below every stage.
+import only :mod:`tuner.errors` and the backend contract (``tuner.backends.base`` and
+``registry``, whose declarations the Configuration validates with) — the architecture test
+holds them to the ``records`` layer, below every stage but above the contract.
 
 May import: :mod:`tuner.knowledge` (a record carries its workload's fingerprint; no
 cycle), :mod:`tuner.backends`, :mod:`tuner.transforms`, :mod:`tuner.hardware`,

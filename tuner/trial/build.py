@@ -1,7 +1,8 @@
 """Build artifacts through a worker process, cached by content hash.
 
-The cache key is a hash of (variant model sha256, the configuration fields that change
-the artifact, the target for TVM, and the versions of the packages that build it), so a
+The cache key is a hash of (variant model sha256, the configuration keys that change the
+artifact, what else the backend says it depends on — TVM's target and input shapes — and
+the versions of the packages that build it: the transforms' and the backend's), so a
 repeated build is a cache hit and an upgrade never reuses a stale artifact. A build goes
 to a staging folder that is renamed into ``PODIUM_HOME/artifacts/<key>`` only when it
 succeeded: a failed or killed build leaves nothing in the cache.
@@ -17,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from tuner.backends.base import ARTIFACT_MANIFEST, Artifact
-from tuner.hardware import HardwareProfile, tvm_target_for
-from tuner.trial.config import Backend, Configuration
+from tuner.backends.registry import backend_class
+from tuner.hardware import HardwareProfile
+from tuner.trial.config import Configuration
 from tuner.trial.subprocess_runner import owned_prefix, remove_orphans, run_worker
 from workloads.base import Workload
 from workloads.onnx_files import file_sha256
@@ -26,33 +28,26 @@ from workloads.paths import cache_dir
 from workloads.versions import package_versions
 
 STAGING_PREFIX = ".staging-"
-_TVM_KEY_PACKAGES = ("apache-tvm-ffi", "xgboost")
-_KEY_PACKAGES = ("onnx", "onnxruntime", "apache-tvm", "onnxconverter-common", "onnxscript")
+# What tuner.transforms converts the graph with, before any backend builds.
+_TRANSFORM_PACKAGES = ("onnx", "onnxruntime", "onnxconverter-common", "onnxscript")
 
 
 def hardware_spec(profile: HardwareProfile, config: Configuration) -> dict[str, Any]:
-    """The profile as the backend sees it, with the TVM target resolved for ``config``."""
-    spec = profile.as_dict()
-    if config.backend is Backend.TVM:
-        spec["tvm_target"] = tvm_target_for(profile, config.tvm_features.value)
-    return spec
+    """The profile as the backend sees it, with what it resolves for ``config`` (TVM's
+    target); raises HardwareError where the profile cannot serve ``config``."""
+    return profile.as_dict() | backend_class(config.backend).hardware_spec(profile, config)
 
 
 def artifact_key(workload: Workload, config: Configuration, profile: HardwareProfile) -> str:
     config = config.normalized()
+    backend = backend_class(config.backend)
     versions = package_versions()
     material: dict[str, Any] = {
         "model": file_sha256(workload.model_path(config.variant)),
         "config": config.build_key(),
-        "packages": {p: versions.get(p) for p in _KEY_PACKAGES},
+        "packages": {p: versions.get(p) for p in _TRANSFORM_PACKAGES} | backend.versions(),
+        "backend": backend.cache_key(config, profile, workload),
     }
-    if config.backend is Backend.TVM:
-        material["target"] = hardware_spec(profile, config)["tvm_target"]
-        # Which MetaSchedule search can run (tuner/backends/tvm/tuning.py) depends on these.
-        material["tvm_packages"] = {p: versions.get(p) for p in _TVM_KEY_PACKAGES}
-        # Compiled for static shapes, which a dynamic dim takes from the workload's data.
-        material["input_shapes"] = {name: list(array.shape) for name, array
-                                    in sorted(workload.example_feed(config.batch).items())}
     text = json.dumps(material, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 

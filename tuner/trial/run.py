@@ -15,6 +15,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from tuner.backends.registry import backend_class
 from tuner.errors import ConfigError, HardwareError, TrialFailed
 from tuner.hardware import (
     LOCAL,
@@ -24,10 +25,9 @@ from tuner.hardware import (
     estimate_power_w,
     fingerprint,
     load_profile,
-    missing_here,
 )
 from tuner.trial.build import build_artifact
-from tuner.trial.config import Backend, Configuration
+from tuner.trial.config import Configuration
 from tuner.trial.measure import Protocol
 from tuner.trial.results import (
     HardwareRef,
@@ -78,15 +78,11 @@ def validate(workload: Workload, config: Configuration, profile: HardwareProfile
     if fixed is not None and config.batch != fixed:
         raise ConfigError(f"variant {variant!r} has a fixed batch size of {fixed}; "
                           f"batch={config.batch} is not possible")
-    if config.backend is Backend.TVM:
-        from tuner.trial.build import hardware_spec
-
-        hardware_spec(profile, config)  # raises HardwareError for impossible features
-        lacking = missing_here(profile.isa) if profile.detected else []
-        if lacking and config.tvm_features.value == "native":
-            raise HardwareError(f"{profile.description.split(':')[0]}: a native TVM build uses "
-                                f"{', '.join(lacking)}, which this machine lacks; set "
-                                "tvm_features=avx2 or generic")
+    backend = backend_class(config.backend)
+    unsupported = backend.precision_problem(config.precision, profile.isa)
+    if unsupported:
+        raise HardwareError(f"{profile.name}: {unsupported}")
+    backend.check_target(profile, config)
     return config, profile
 
 
@@ -155,7 +151,8 @@ def _record(workload: Workload, config: Configuration, profile: HardwareProfile,
         "config": config.as_dict(), "config_digest": config.digest(),
         "hardware": HardwareRef(profile=profile.name, fingerprint=fingerprint(profile),
                                 node=node or platform.node(), cpus=cpus),
-        "packages": package_versions(), "seed": seed, "started_at": datetime.now(UTC),
+        "packages": package_versions() | backend_class(config.backend).versions(),
+        "seed": seed, "started_at": datetime.now(UTC),
     }
 
 

@@ -36,14 +36,16 @@ def build_task(spec: dict[str, Any]) -> dict[str, Any]:
     workload = open_root(Path(spec["workload_root"]))
     calibration = workload.calib_inputs
     out_dir = Path(spec["out_dir"])
+    backend = get_backend(config.backend)
     with tempfile.TemporaryDirectory() as tmp:
         transformed = Path(tmp) / "transformed.onnx"
         details = apply_transforms(workload.model_path(config.variant), config, transformed,
                                    calibration=calibration, layout=workload.layout,
                                    probe=Probe.from_rows(workload.eval_inputs,
                                                          workload.output_index,
-                                                         layout=workload.layout))
-        artifact = get_backend(config.backend.value).build(
+                                                         layout=workload.layout),
+                                   convert_precision=backend.precision_in_onnx)
+        artifact = backend.build(
             transformed, config, out_dir, calibration=calibration,
             example=workload.example_feed(config.batch), hardware=spec["hardware"])
     artifact.details = details | artifact.details
@@ -66,7 +68,7 @@ def measure_task(spec: dict[str, Any]) -> dict[str, Any]:
     protocol = Protocol(**spec["protocol"])
     artifact = Artifact.load(Path(spec["artifact_dir"]))
     start = time.perf_counter()
-    session = get_backend(config.backend.value).load(artifact, config, threads=spec["threads"])
+    session = get_backend(config.backend).load(artifact, config, threads=spec["threads"])
     load_s = time.perf_counter() - start
     stats = measure_session(session.run, workload.example_feed(config.batch), config.batch,
                             protocol)

@@ -15,22 +15,42 @@ import copy
 import json
 import os
 import time
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tuner.backends.base import Artifact, Backend, Session
+from tuner.backends.base import Artifact, Backend, Option, Precision, Session, plain
 from tuner.backends.tvm.frontend import import_onnx, short_error
 from tuner.backends.tvm.tuning import lowering_passes, tuned_database
-from tuner.errors import TrialFailed
+from tuner.errors import HardwareError, TrialFailed
+from tuner.hardware import HardwareProfile, missing_here, tvm_target_for
 
 if TYPE_CHECKING:
     import numpy as np
     import onnx
 
     from tuner.trial.config import Configuration
+    from workloads.base import Workload
 
 LIBRARY_FILE = "model.so"
 IO_FILE = "io.json"
+
+
+class TvmFeatures(StrEnum):
+    """Which ISA the TVM target may use: the profile's own (``native``) or a safe floor."""
+
+    NATIVE = "native"
+    AVX2 = "avx2"
+    GENERIC = "generic"
+
+
+OPTIONS = (
+    Option("tvm_opt_level", default=3, low=0, high=3, help="Relax pass-context opt level"),
+    Option("tvm_features", default=TvmFeatures.NATIVE, choices=tuple(TvmFeatures),
+           help="the ISA the target may use: the profile's (native) or a portable floor"),
+    Option("tvm_tuning_trials", default=0, low=0, high=100_000,
+           help="MetaSchedule trials, 0 = untuned"),
+)
 
 
 class TvmSession(Session):
@@ -83,11 +103,46 @@ class TvmSession(Session):
 
 
 class TvmBackend(Backend):
+    """fp32 and fp16 graphs (int8 stays on ONNX Runtime: TVM consumes float graphs),
+    compiled for one target at one batch."""
+
     name = "tvm"
+    export_format = "tvm-relax-library"
+    precisions = (Precision.FP32.value, Precision.FP16.value)
+    options = OPTIONS
+    build_keys = ("batch", "hardware")
+    packages = ("apache-tvm", "apache-tvm-ffi", "xgboost")
+
+    @classmethod
+    def hardware_spec(cls, profile: HardwareProfile, config: Configuration) -> dict[str, Any]:
+        """The profile's TVM target at the configuration's feature level."""
+        features = plain(config.tvm_features or TvmFeatures.NATIVE)
+        return {"tvm_target": tvm_target_for(profile, features)}
+
+    @classmethod
+    def check_target(cls, profile: HardwareProfile, config: Configuration) -> None:
+        """Impossible features for the profile, and — measurements run here — a native
+        build for a simulated host whose ISA this machine lacks, are refused."""
+        cls.hardware_spec(profile, config)
+        lacking = missing_here(profile.isa) if profile.detected else []
+        if lacking and plain(config.tvm_features or TvmFeatures.NATIVE) == TvmFeatures.NATIVE:
+            raise HardwareError(f"{profile.description.split(':')[0]}: a native TVM build uses "
+                                f"{', '.join(lacking)}, which this machine lacks; set "
+                                "tvm_features=avx2 or generic")
+
+    @classmethod
+    def cache_key(cls, config: Configuration, profile: HardwareProfile,
+                  workload: Workload) -> dict[str, Any]:
+        """The target, and the static shapes it is compiled for, which a dynamic dim takes
+        from the workload's data."""
+        return {"target": cls.hardware_spec(profile, config)["tvm_target"],
+                "input_shapes": {name: list(array.shape) for name, array
+                                 in sorted(workload.example_feed(config.batch).items())}}
 
     def build(self, model_path: Path, config: Configuration, out_dir: Path, *,
               calibration: dict[str, np.ndarray] | None, hardware: dict[str, Any],
               example: dict[str, np.ndarray] | None = None) -> Artifact:
+        self.require_precision(config, hardware)
         import onnx
         import tvm
         import tvm_ffi
