@@ -43,7 +43,8 @@ class TinyBackend(Backend):
         flags = set(isa)
         return ("fp32", "bf16") if flags & {"avx512_bf16", "amx_bf16"} else ("fp32",)
 
-    def build(self, model_path, config, out_dir, *, calibration, hardware, example=None):
+    def build(self, model_path, config, out_dir, *, calibration, hardware, example=None,
+              feed=None):
         self.require_precision(config, hardware)
         if config.precision != "fp32":
             raise TrialFailed(f"tiny has no {config.precision} path", stage="build")

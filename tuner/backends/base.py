@@ -56,7 +56,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import KW_ONLY, asdict, dataclass, field
 from enum import Enum, StrEnum
 from importlib import metadata
@@ -407,14 +407,18 @@ class Backend(ABC):
     @abstractmethod
     def build(self, model_path: Path, config: Any, out_dir: Path, *,
               calibration: dict[str, np.ndarray] | None, hardware: dict[str, Any],
-              example: dict[str, np.ndarray] | None = None) -> Artifact:
+              example: dict[str, np.ndarray] | None = None,
+              feed: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] | None = None,
+              ) -> Artifact:
         """Build ``model_path`` under ``config`` into ``out_dir`` and return the artifact.
 
         ``calibration`` holds the calibration split (input name → array) for static int8;
         ``hardware`` is the target profile as a dict (``isa``, ``cores``, …) plus
         :meth:`hardware_spec`'s entries; ``example`` is one call's inputs (``config.batch``
         rows), whose shapes resolve the model's dynamic dims for a backend that needs
-        static ones.
+        static ones; ``feed`` turns canonical rows (``calibration``'s, batch on axis 0) into
+        model inputs (:meth:`workloads.layout.Layout.feed`: batch axes, constants), for a
+        backend that runs calibration data through the model itself.
         """
 
     @abstractmethod

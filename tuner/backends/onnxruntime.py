@@ -20,6 +20,8 @@ from tuner.transforms.cleanup import GraphCleanup
 from tuner.transforms.precision import Calibration, Int8OpTypes, QuantFormat
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import numpy as np
 
     from tuner.trial.config import Configuration
@@ -115,7 +117,9 @@ class OrtBackend(Backend):
 
     def build(self, model_path: Path, config: Configuration, out_dir: Path, *,
               calibration: dict[str, np.ndarray] | None, hardware: dict[str, Any],
-              example: dict[str, np.ndarray] | None = None) -> Artifact:
+              example: dict[str, np.ndarray] | None = None,
+              feed: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] | None = None,
+              ) -> Artifact:
         self.require_precision(config, hardware)
         start = time.perf_counter()
         shutil.copyfile(model_path, out_dir / MODEL_FILE)

@@ -32,6 +32,7 @@ from tuner.errors import ConfigError, one_line
 BUILTIN = {
     "ort": "tuner.backends.onnxruntime:OrtBackend",
     "tvm": "tuner.backends.tvm:TvmBackend",
+    "openvino": "tuner.backends.openvino:OpenVinoBackend",
 }
 # What a configuration that names no backend runs on (the baseline every search measures).
 DEFAULT_BACKEND = "ort"

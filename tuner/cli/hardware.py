@@ -35,9 +35,14 @@ def list_hardware() -> None:
 
 @hardware_app.command("show")
 def show_hardware(name: str) -> None:
-    """Show one profile in full, with its fingerprint."""
+    """Show one profile in full, with its fingerprint and the precisions each backend runs
+    natively on its ISA."""
+    from tuner.backends.registry import backend_class, backend_names
     from tuner.hardware import fingerprint, load_profile
 
     profile = load_profile(name)
-    console.print_json(json.dumps(profile.as_dict() | {"fingerprint": fingerprint(profile)},
+    precisions = {backend: list(backend_class(backend).precisions_for(profile.isa))
+                  for backend in backend_names()}
+    console.print_json(json.dumps(profile.as_dict() | {"fingerprint": fingerprint(profile),
+                                                       "precisions": precisions},
                                   default=str))

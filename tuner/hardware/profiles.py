@@ -32,7 +32,8 @@ PROFILES_ENV = "PODIUM_HARDWARE_PROFILES"
 FEATURES = ("native", "avx2", "generic")
 # The ISA flags that change what the backends can generate, spelled as /proc/cpuinfo does.
 ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
-             "avx512_bf16", "amx_tile", "avx_vnni", "neon", "asimd")
+             "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8", "avx_vnni",
+             "neon", "asimd")
 ARM_FLAGS = ("neon", "asimd")
 
 

@@ -47,7 +47,8 @@ def build_task(spec: dict[str, Any]) -> dict[str, Any]:
                                    convert_precision=backend.precision_in_onnx)
         artifact = backend.build(
             transformed, config, out_dir, calibration=calibration,
-            example=workload.example_feed(config.batch), hardware=spec["hardware"])
+            example=workload.example_feed(config.batch), feed=workload.layout.feed,
+            hardware=spec["hardware"])
     artifact.details = details | artifact.details
     artifact.build_s = time.perf_counter() - start
     artifact.save()
@@ -79,6 +80,8 @@ def measure_task(spec: dict[str, Any]) -> dict[str, Any]:
     stats["load_s"] = load_s
     stats["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     stats["cpus"] = sorted(os.sched_getaffinity(0))
+    if getattr(session, "details", None):  # what really ran (OpenVINO: its precision, threads)
+        stats["session"] = session.details
     session.close()
     return stats
 

@@ -26,6 +26,8 @@ from tuner.errors import HardwareError, TrialFailed
 from tuner.hardware import HardwareProfile, missing_here, tvm_target_for
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import numpy as np
     import onnx
 
@@ -141,7 +143,9 @@ class TvmBackend(Backend):
 
     def build(self, model_path: Path, config: Configuration, out_dir: Path, *,
               calibration: dict[str, np.ndarray] | None, hardware: dict[str, Any],
-              example: dict[str, np.ndarray] | None = None) -> Artifact:
+              example: dict[str, np.ndarray] | None = None,
+              feed: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] | None = None,
+              ) -> Artifact:
         self.require_precision(config, hardware)
         import onnx
         import tvm

@@ -1,0 +1,303 @@
+"""OpenVINO backend: the artifact is an OpenVINO IR plus the properties to compile it with.
+
+``build`` reads the ONNX file (or, for ``int8-static``, the QDQ model NNCF makes of it, see
+:mod:`tuner.backends.openvino.quantize`), fixes its input shapes to those of ``example`` when
+``ov_static_shapes`` says so, and saves ``model.xml``/``model.bin`` with fp32 weights
+(``ov.save_model`` would store fp16 by default) and ``compile.json``. ``load`` compiles that
+IR for the CPU in the measuring process, with ``INFERENCE_NUM_THREADS`` = ``threads`` added
+there, so one artifact serves every thread count.
+
+Every compile property is set explicitly. OpenVINO's CPU plugin otherwise picks bf16 by
+itself on a CPU that has it (``EXECUTION_MODE_HINT=PERFORMANCE`` is the default), and on a CPU
+without it turns a bf16 or f16 request into f32 without a word (measured on AMD Zen 3). So
+:func:`check_precision` refuses a precision the target's ISA lacks before anything is built,
+and ``load`` refuses a compiled model whose precision is not the one asked for: a trial is
+labelled with what ran.
+
+The configuration keys this backend takes, and which precisions run on which ISA, are
+declared in :mod:`tuner.backends.openvino.options`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tuner.backends.base import Artifact, Backend, Session
+from tuner.backends.openvino.options import (
+    EXPORT_FORMAT,
+    HINTS,
+    OPTIONS,
+    PRECISIONS,
+    check_precision,
+    option_value,
+    precision_of,
+    supported_precisions,
+)
+from tuner.errors import TrialFailed
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    import numpy as np
+    import onnx
+
+    from tuner.backends.openvino.quantize import Validation
+    from tuner.trial.config import Configuration
+
+MODEL_FILE, WEIGHTS_FILE, PROPERTIES_FILE = "model.xml", "model.bin", "compile.json"
+DEVICE = "CPU"
+
+
+def compile_properties(config: Any) -> dict[str, Any]:
+    """The compile properties for ``config`` as JSON (threads are added at load)."""
+    precision = precision_of(config)
+    return {
+        "INFERENCE_PRECISION_HINT": HINTS[precision],
+        # ACCURACY stops the plugin from lowering an f32 request on a bf16-capable CPU.
+        "EXECUTION_MODE_HINT": "ACCURACY" if HINTS[precision] == "f32" else "PERFORMANCE",
+        "PERFORMANCE_HINT": str(option_value(config, "ov_performance_hint")).upper(),
+        "NUM_STREAMS": int(option_value(config, "ov_num_streams")),
+        "ENABLE_CPU_PINNING": bool(option_value(config, "ov_cpu_pinning")),
+        "ENABLE_HYPER_THREADING": bool(option_value(config, "ov_hyper_threading")),
+    }
+
+
+def _ov_properties(saved: Mapping[str, Any], threads: int) -> dict[str, Any]:
+    """``saved`` as the typed values ``compile_model`` takes, keyed by OpenVINO's constants."""
+    import openvino as ov
+    import openvino.properties as props
+    import openvino.properties.hint as hints
+    import openvino.properties.streams as streams
+
+    return {
+        hints.inference_precision: getattr(ov.Type, saved["INFERENCE_PRECISION_HINT"]),
+        hints.execution_mode: getattr(hints.ExecutionMode, saved["EXECUTION_MODE_HINT"]),
+        hints.performance_mode: getattr(hints.PerformanceMode, saved["PERFORMANCE_HINT"]),
+        props.inference_num_threads: threads,
+        streams.num: saved["NUM_STREAMS"],
+        hints.enable_cpu_pinning: saved["ENABLE_CPU_PINNING"],
+        hints.enable_hyper_threading: saved["ENABLE_HYPER_THREADING"],
+    }
+
+
+def runtime_precisions(compiled: Any) -> dict[str, int]:
+    """How many executed nodes run in each precision (``f32``, ``bf16``, ``u8``, ``i8``, …)."""
+    counts: dict[str, int] = {}
+    for op in compiled.get_runtime_model().get_ops():
+        info = op.get_rt_info()
+        if "runtimePrecision" in info and info["layerType"].astype(str) not in ("Input",
+                                                                              "Output"):
+            name = info["runtimePrecision"].astype(str)
+            counts[name] = counts.get(name, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+class OpenVinoSession(Session):
+    """A compiled model and one infer request, created once.
+
+    ``InferRequest.infer(dict)`` builds an ``OVDict`` of the results on every call, ~40 µs
+    here; copying into the request's own input tensors and out of views of its output
+    tensors keeps a call within a few µs of ONNX Runtime's. Those views stay valid only while
+    shapes do not change, so a dynamic-shape model sets fresh tensors on every call.
+    ``details`` records what the plugin actually compiled.
+    """
+
+    def __init__(self, compiled: Any, details: dict[str, Any]) -> None:
+        import numpy as np
+        import openvino as ov
+
+        self._compiled = compiled
+        self._request = compiled.create_infer_request()
+        self.input_names = [port.get_any_name() for port in compiled.inputs]
+        self.details = details
+        self._static = all(port.get_partial_shape().is_static
+                           for port in [*compiled.inputs, *compiled.outputs])
+        self._infer = self._request.infer
+        self._copyto, self._tensor = np.copyto, ov.Tensor
+        self._inputs = [(name, self._request.get_input_tensor(i).data)
+                        for i, name in enumerate(self.input_names)]
+        self._outputs = ([self._request.get_output_tensor(i).data
+                          for i in range(len(compiled.outputs))] if self._static else [])
+
+    def run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        if not self._static:
+            return self._run_dynamic(inputs)
+        for name, view in self._inputs:
+            value = inputs[name]
+            if value.shape != view.shape:
+                raise ValueError(f"input {name!r} has shape {value.shape}; this artifact "
+                                 f"was compiled for {view.shape}")
+            self._copyto(view, value, casting="same_kind")
+        self._infer()
+        return [view.copy() for view in self._outputs]
+
+    def _run_dynamic(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        import numpy as np
+
+        request = self._request
+        for index, name in enumerate(self.input_names):
+            array = np.ascontiguousarray(inputs[name])
+            request.set_input_tensor(index, self._tensor(array, shared_memory=True))
+        self._infer()
+        return [request.get_output_tensor(i).data.copy()
+                for i in range(len(self._compiled.outputs))]
+
+    def close(self) -> None:
+        self._inputs, self._outputs = [], []
+        self._infer = self._request = self._compiled = None
+
+
+class OpenVinoBackend(Backend):
+    name = "openvino"
+    export_format = EXPORT_FORMAT
+    precisions = PRECISIONS
+    options = OPTIONS
+    packages = ("openvino", "nncf")
+    precision_in_onnx = False  # the f32 graph comes in; precision is a hint or NNCF's
+    build_keys = ("batch",)  # static shapes are the example's
+
+    @classmethod
+    def precisions_for(cls, isa: Iterable[str]) -> tuple[str, ...]:
+        native = supported_precisions(isa)
+        return tuple(p for p in PRECISIONS if p in native)
+
+    def build(self, model_path: Path, config: Configuration, out_dir: Path, *,
+              calibration: dict[str, np.ndarray] | None, hardware: dict[str, Any],
+              example: dict[str, np.ndarray] | None = None,
+              feed: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] | None = None,
+              validation: Validation | None = None) -> Artifact:
+        """Build the IR; ``feed`` (canonical rows → model inputs, the workload layout's
+        ``feed``) and ``validation`` (held-out rows for accuracy control) serve int8 only."""
+        import onnx
+        import openvino as ov
+
+        start = time.perf_counter()
+        precision = precision_of(config)
+        check_precision(precision, hardware.get("isa", ()))
+        details: dict[str, Any] = {"versions": self.versions(), "precision": precision}
+        if precision == "int8-static":
+            from tuner.backends.openvino.quantize import quantize
+
+            if not calibration:
+                raise TrialFailed("int8-static on openvino needs calibration rows",
+                                  stage="build")
+            quantized, details["nncf"] = quantize(model_path, config, calibration=calibration,
+                                                  example=example, feed=feed,
+                                                  validation=validation)
+            model = ov.Core().read_model(quantized.SerializeToString())
+        else:
+            model = ov.Core().read_model(str(model_path))
+        static = bool(option_value(config, "ov_static_shapes")) and example is not None
+        if static:
+            _reshape(model, example)
+        details["input_shapes"] = {port.get_any_name(): str(port.get_partial_shape())
+                                   for port in model.inputs}
+        ov.save_model(model, str(out_dir / MODEL_FILE), compress_to_fp16=False)
+        keep = (list(option_value(config, "bf16_keep_fp32")) if precision in ("bf16", "fp16")
+                else [])
+        if keep:
+            details["kept_fp32"] = _keep_fp32(out_dir / MODEL_FILE, model,
+                                              onnx.load(str(model_path), load_external_data=False),
+                                              keep)
+        properties = compile_properties(config)
+        (out_dir / PROPERTIES_FILE).write_text(json.dumps(properties, indent=2))
+        files = [MODEL_FILE, WEIGHTS_FILE, PROPERTIES_FILE]
+        artifact = Artifact(
+            path=out_dir, backend=self.name, files=files,
+            model_size_bytes=sum((out_dir / f).stat().st_size for f in files[:2]),
+            build_s=time.perf_counter() - start,
+            details=details | {"export_format": EXPORT_FORMAT, "static_shapes": static,
+                               "properties": properties})
+        artifact.save()
+        return artifact
+
+    def load(self, artifact: Artifact, config: Configuration, *, threads: int) -> Session:
+        import openvino as ov
+        import openvino.properties as props
+        import openvino.properties.hint as hints
+
+        saved = json.loads((artifact.path / PROPERTIES_FILE).read_text())
+        core = ov.Core()
+        start = time.perf_counter()
+        compiled = core.compile_model(core.read_model(str(artifact.path / MODEL_FILE)), DEVICE,
+                                      _ov_properties(saved, threads))
+        compile_s = time.perf_counter() - start
+        ran = compiled.get_property(hints.inference_precision).to_string()
+        if ran != saved["INFERENCE_PRECISION_HINT"]:
+            capabilities = core.get_property(DEVICE, props.device.capabilities)
+            raise TrialFailed(
+                f"OpenVINO compiled INFERENCE_PRECISION_HINT={saved['INFERENCE_PRECISION_HINT']}"
+                f" as {ran} on this CPU (capabilities: {', '.join(capabilities)}); a "
+                f"{precision_of(config)} trial must not measure {ran}", stage="measure")
+        details = {"inference_precision": ran,
+                   "execution_mode": compiled.get_property(hints.execution_mode).name,
+                   "threads": compiled.get_property(props.inference_num_threads),
+                   "num_streams": int(compiled.get_property("NUM_STREAMS")),
+                   "cpu_pinning": compiled.get_property(hints.enable_cpu_pinning),
+                   "runtime_precisions": runtime_precisions(compiled),
+                   "compile_s": round(compile_s, 4)}
+        return OpenVinoSession(compiled, details)
+
+
+def _reshape(model: Any, example: Mapping[str, np.ndarray]) -> None:
+    shapes = {}
+    for port in model.inputs:
+        name = next((n for n in port.get_names() if n in example), None)
+        if name is None:
+            raise TrialFailed(f"input {port.get_any_name()!r} is not in the example feed "
+                              f"({', '.join(example)}); cannot fix its shape", stage="build")
+        shapes[port.get_any_name()] = list(example[name].shape)
+    model.reshape(shapes)
+
+
+# The CPU plugin keeps a node in its original precision when its rt_info disables conversion
+# to f16 (it checks f16 even under a bf16 hint: Node() sets keepOriginalPrecision, which
+# Graph::EnforceInferencePrecision honours for bf16). Python cannot create that attribute,
+# but the IR reader does, from this element; a legacy "precise" attribute maps to it too.
+_KEEP = {"name": "DisablePrecisionConversion", "version": "0", "value": "dynamic:dynamic"}
+_KEEP_KEY = "DisablePrecisionConversion_0"
+
+
+def _keep_fp32(xml: Path, model: Any, source: onnx.ModelProto, names: list[str]) -> list[str]:
+    """Mark the IR layers computing the ONNX nodes ``names`` to stay f32; returns the layers.
+
+    The ONNX reader names a layer after its node (``fc1``), the parts of a node it splits
+    after the node too (``fc1/WithoutBiases``), and a layer whose output is a graph output
+    after that output, so a node is found by any of the three.
+    """
+    import openvino as ov
+
+    by_output = {out: node.name for node in source.graph.node for out in node.output}
+    wanted, found, layers = set(names), set(), set()
+    for op in model.get_ops():
+        if op.get_type_name() in ("Parameter", "Constant", "Result"):
+            continue
+        layer = op.get_friendly_name()
+        nodes = {name for name in wanted if layer.startswith(name + "/")} | {layer}
+        nodes |= {by_output.get(n) for out in op.outputs() for n in out.get_names()}
+        if nodes & wanted:
+            found |= nodes & wanted
+            layers.add(layer)
+    if wanted - found:
+        raise TrialFailed(f"bf16_keep_fp32 names nodes the model does not have: "
+                          f"{', '.join(sorted(wanted - found))}", stage="build")
+    tree = ET.parse(xml)
+    for layer in tree.getroot().iter("layer"):
+        if layer.get("name") in layers:
+            info = layer.find("rt_info")
+            if info is None:
+                info = ET.Element("rt_info")
+                layer.insert(1 if layer.find("data") is not None else 0, info)
+            ET.SubElement(info, "attribute", _KEEP)
+    tree.write(xml, encoding="utf-8", xml_declaration=True)
+    marked = {op.get_friendly_name() for op in ov.Core().read_model(str(xml)).get_ops()
+              if _KEEP_KEY in op.get_rt_info()}
+    if marked != layers:
+        raise TrialFailed(f"the IR lost the f32 marks of {', '.join(sorted(layers - marked))}",
+                          stage="build")
+    return sorted(layers)
