@@ -42,7 +42,7 @@ class Case:
     inputs: str | None = None
     outputs: str | None = None
     unscored: tuple[str, ...] = ()
-    backends: tuple[str, ...] = ("ort", "tvm")
+    backends: tuple[str, ...] = ("ort", "tvm", "openvino")
 
     def flags(self) -> list[str]:
         flags = [] if self.inputs is None else ["--inputs", self.inputs]
@@ -323,7 +323,8 @@ CASES: list[Case] = [
     Case("recurrent_ambiguous_state_flagged", lambda f: recurrent(f, **_AMBIGUOUS),
          _RECURRENT_IN, _RECURRENT_OUT, [0, 1], inputs="state:batch_axis=1"),
     # TVM's ONNX importer has no GRU (nor LSTM, RNN): the build must fail cleanly.
-    Case("recurrent_gru_op", gru, _RECURRENT_IN, _RECURRENT_OUT, [0, 1], backends=("ort",)),
+    Case("recurrent_gru_op", gru, _RECURRENT_IN, _RECURRENT_OUT, [0, 1],
+         backends=("ort", "openvino")),
     Case("zero_as_unknown_batch",
          lambda f: linear(f, dims=[0, 16], out_dims=[0, 10], features=16),
          {"x": 0}, {"y": 0}, [0]),

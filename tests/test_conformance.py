@@ -23,7 +23,7 @@ from tuner.cli import main
 from tuner.trial import run as trial_run
 from workloads.layout import parse_hints
 
-BACKENDS = ("ort", "tvm")
+BACKENDS = ("ort", "tvm", "openvino")
 # TVM computes in float32 with its own kernels: the same top-1 classes, and outputs scored
 # by relative error off by float rounding (2.4e-7 on the recurrent state here).
 TVM_QUALITY = 0.9999

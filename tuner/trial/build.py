@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from tuner.backends.base import ARTIFACT_MANIFEST, Artifact
+from tuner.backends.base import ARTIFACT_MANIFEST, Artifact, Precision
 from tuner.backends.registry import backend_class
 from tuner.hardware import HardwareProfile
 from tuner.trial.config import Configuration
@@ -48,6 +48,10 @@ def artifact_key(workload: Workload, config: Configuration, profile: HardwarePro
         "packages": {p: versions.get(p) for p in _TRANSFORM_PACKAGES} | backend.versions(),
         "backend": backend.cache_key(config, profile, workload),
     }
+    if Precision(config.precision).is_int8:
+        # Calibrated and ranked on this workload's rows: another workload with the same model
+        # file (other data, another layout) quantizes to another artifact.
+        material["data"] = workload.sha256
     text = json.dumps(material, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 

@@ -162,6 +162,14 @@ class OpenVinoBackend(Backend):
     build_keys = ("batch",)  # static shapes are the example's
 
     @classmethod
+    def cache_key(cls, config: Any, profile: Any, workload: Any) -> dict[str, Any]:
+        """The static shapes the IR is reshaped to, which dynamic dims take from the data."""
+        if not option_value(config, "ov_static_shapes"):
+            return {}
+        return {"input_shapes": {name: list(array.shape) for name, array
+                                 in sorted(workload.example_feed(config.batch).items())}}
+
+    @classmethod
     def precisions_for(cls, isa: Iterable[str]) -> tuple[str, ...]:
         native = supported_precisions(isa)
         return tuple(p for p in PRECISIONS if p in native)
