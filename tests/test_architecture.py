@@ -38,7 +38,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     # The records every stage, backends included, and the leaderboard read.
     ("records", ("tuner.trial.config", "tuner.trial.results", "tuner.trial.constraints")),
     # The backend plugin contract and registry, which the Configuration validates against.
-    ("contract", ("tuner.backends.base", "tuner.backends.registry")),
+    ("contract", ("tuner.backends.base", "tuner.backends.options", "tuner.backends.registry")),
     ("base", ("tuner.errors", "tuner.client")),
     ("workloads", ("workloads",)),
 )

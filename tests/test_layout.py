@@ -14,14 +14,8 @@ from onnx import TensorProto, helper, numpy_helper
 import workloads
 from tuner.cli import main
 from tuner.errors import WorkloadError
-from workloads.layout import (
-    CONSTANT,
-    UNSCORED,
-    Declared,
-    Layout,
-    infer_inputs,
-    parse_hints,
-)
+from workloads.batch_axes import infer_inputs
+from workloads.layout import CONSTANT, UNSCORED, Declared, Layout, parse_hints
 
 RNG = np.random.default_rng(7)
 

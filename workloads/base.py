@@ -135,7 +135,7 @@ class Workload:
     def fixed_batch(self) -> int | None:
         """The batch the reference variant was exported with where it is fixed (``[1, 576]``
         takes one row per call), else None."""
-        from workloads.layout import fixed_batch
+        from workloads.batch_axes import fixed_batch
         from workloads.onnx_files import session_io
 
         return fixed_batch(session_io(self.model_path())[1], self.layout)

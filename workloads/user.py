@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from workloads.base import CONSTANTS, Metric, Variant, Workload
+from workloads.batch_axes import fixed_batch, infer_inputs, infer_outputs
 from workloads.errors import WorkloadError, one_line
-from workloads.layout import Hint, check_hints, fixed_batch, infer_inputs, infer_outputs
+from workloads.layout import Hint, check_hints
 from workloads.onnx_files import InputSpec, check_model_file, check_size
 from workloads.quality import choose_metric
 from workloads.reference import REFERENCE_BATCH, compute_reference, reference_session

@@ -39,7 +39,7 @@ from tuner.trial.results import (
 )
 from tuner.trial.subprocess_runner import run_worker
 from workloads.base import Workload
-from workloads.layout import fixed_batch
+from workloads.batch_axes import fixed_batch
 from workloads.onnx_files import file_sha256, session_io
 from workloads.versions import package_versions, podium_version
 
