@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 
 import onnx
 import onnxruntime as ort
@@ -40,10 +41,23 @@ def fast_protocol(monkeypatch):
                         functools.partial(trial_run.run_trial, protocol=FAST_PROTOCOL))
 
 
+# On the other backends, by default, the cases whose shapes reach their own code: static
+# shapes resolved from the data (-1, 0, fixed batch), batch axes and constants, int64
+# inputs, several and 3-D outputs, an op one of them lacks. PODIUM_CONFORMANCE=full runs every
+# case on every backend (all green when this set was written: ORT 19/19, OpenVINO 19/19,
+# TVM 18/19 with the GRU refused cleanly); CI runs this subset to stay within its time.
+OTHER_BACKEND_CASES = {"minus1_dims", "float_and_int64_inputs", "output_3d_sequence",
+                       "two_outputs_both_scored", "recurrent_state_axis1",
+                       "zero_as_unknown_batch", "fixed_batch_1", "constant_mask",
+                       "recurrent_gru_op"}
+
+
 def _trial_params() -> list:
+    full = os.environ.get("PODIUM_CONFORMANCE") == "full"
     return [pytest.param(case, backend, id=f"{case.name}-{backend}",
                          marks=[pytest.mark.slow] if backend == "tvm" else [])
-            for case in CASES for backend in BACKENDS]
+            for case in CASES for backend in BACKENDS
+            if backend == "ort" or full or case.name in OTHER_BACKEND_CASES]
 
 
 @pytest.mark.parametrize(("case", "backend"), _trial_params())

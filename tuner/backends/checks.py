@@ -163,7 +163,7 @@ def check_loads_in_fresh_process(cls: type[Backend], artifact: Artifact, config:
         raise _fail("fresh-process load", cls,
                     " ".join(result.stderr.strip().splitlines()[-3:]) or "no output")
     answer = json.loads(result.stdout.strip().splitlines()[-1])
-    got = np.load(artifact.path / "outputs.npz")
+    got = np.load(artifact.path / "outputs.npz", allow_pickle=False)
     outputs = [got[f"o{i}"] for i in range(len(got.files))]
     if len(outputs) != len(expected):
         raise _fail("fresh-process load", cls, f"{len(outputs)} outputs, expected "
@@ -211,7 +211,7 @@ def _load_and_run(spec_path: Path) -> dict[str, Any]:
     spec = json.loads(spec_path.read_text())
     path = Path(spec["artifact"])
     config = Configuration.parse(spec["config"])
-    feed = dict(np.load(path / "check.npz"))
+    feed = dict(np.load(path / "check.npz", allow_pickle=False))
     session = get_backend(spec["backend"]).load(Artifact.load(path), config,
                                                 threads=spec["threads"])
     outputs = session.run(feed)
