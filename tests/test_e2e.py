@@ -62,6 +62,18 @@ def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         process.stop()
 
 
+def _judged(args: list[str], verdict: int, capsys: pytest.CaptureFixture[str]) -> bool:
+    """Run ``podium reproduce``: True when it judged (exit ``verdict``); False when its re-run
+    measured unstable twice and it judged nothing (exit 1, saying so)."""
+    code = main(args)
+    if code == 1:
+        said = capsys.readouterr()
+        assert "unstable" in said.out + said.err, said
+        return False
+    assert code == verdict
+    return True
+
+
 def tampered(record: dict[str, Any]) -> dict[str, Any]:
     """The same trial claiming 10× lower latency and 10× the throughput (new trial id), with
     energy and cost edited to match, so only re-measuring can tell."""
@@ -110,20 +122,29 @@ def test_tournament_end_to_end(server: str, tmp_path: Path, digits: Any,
 
         top = client.submission(ranked[0]["submission_id"])
         website_url = top["url"].replace("/api/v1/submissions/", "/submissions/")
-        assert main(["reproduce", website_url, *LOOSE]) == 0
-        out = capsys.readouterr().out
-        assert "claimed vs measured" in out and "quality_ratio" in out
+        if _judged(["reproduce", website_url, *LOOSE], 0, capsys):
+            out = capsys.readouterr().out
+            assert "claimed vs measured" in out and "quality_ratio" in out
 
         fake = client.submit(SLUG, tampered(top["record"]), idempotency_key="tampered")
-        assert main(["reproduce", fake["id"], *LOOSE]) == 4
+        _judged(["reproduce", fake["id"], *LOOSE], 4, capsys)
 
         assert main(["referee", "--tournament", SLUG, "--top", "10", *LOOSE]) == 0
+        said = capsys.readouterr().out
         statuses = {r["submission_id"]: r["status"]
                     for r in client.leaderboard(SLUG)["data"] if not r["is_baseline"]}
-        assert statuses.pop(fake["id"]) == "disputed"
-        assert set(statuses.values()) == {"verified"}, statuses
+        fake_status = statuses.pop(fake["id"])
+        # An honest claim is never disputed, a tampered one never verified. One whose re-run
+        # measured unstable twice (µs-scale calls on a 2-core VM, whose speed now and then
+        # halves mid-process) is skipped, not judged, and the referee says why.
+        assert fake_status in ("disputed", "accepted"), fake_status
+        assert set(statuses.values()) <= {"verified", "accepted"}, statuses
+        if "accepted" in (fake_status, *statuses.values()):
+            assert "skipped" in said and "unstable" in said, said
         verified = client.leaderboard(SLUG, verified_only=True)["data"]
-        assert {r["submission_id"] for r in verified if not r["is_baseline"]} == set(statuses)
-        check = client.submission(fake["id"])["referee"]
-        assert check["verdict"] == "disputed" and check["ratios"]["latency_p90_ms"] > 2
+        assert {r["submission_id"] for r in verified if not r["is_baseline"]} == {
+            sid for sid, status in statuses.items() if status == "verified"}
+        if fake_status == "disputed":
+            check = client.submission(fake["id"])["referee"]
+            assert check["verdict"] == "disputed" and check["ratios"]["latency_p90_ms"] > 2
     assert json.loads(path.read_text())["pareto"]
