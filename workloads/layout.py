@@ -125,19 +125,6 @@ class Layout:
         return cls(inputs=dict(data["inputs"]), outputs=dict(data.get("outputs", {})),
                    unscored=tuple(data.get("unscored", ())), constants=dict(constants or {}))
 
-    def describe(self) -> str:
-        """One line for humans, e.g. ``x: batch axis 0, state: batch axis 1, sr: constant``."""
-        parts = [f"{name}: {'constant' if axis is None else f'batch axis {axis}'}"
-                 for name, axis in self.inputs.items()]
-        parts += [f"output {name}: {self._output_word(name, axis)}"
-                  for name, axis in self.outputs.items() if axis != 0 or name in self.unscored]
-        return ", ".join(parts)
-
-    def _output_word(self, name: str, axis: int | None) -> str:
-        if axis is None:
-            return "not batched, unscored"
-        return f"batch axis {axis}" + (", unscored" if name in self.unscored else "")
-
 
 def count_rows(rows: Mapping[str, np.ndarray]) -> int:
     """Rows of canonical data (every batched array has them on axis 0)."""

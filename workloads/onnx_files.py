@@ -192,11 +192,6 @@ def _node_tensors(node) -> Iterator:
             yield from _graph_tensors(graph)
 
 
-def session_inputs(path: Path) -> list[InputSpec]:
-    """Open ``path`` in onnxruntime (no optimizations) and return its input specs."""
-    return session_io(path)[0]
-
-
 def session_io(path: Path, *, shown_as: str | None = None
                ) -> tuple[list[InputSpec], list[Declared], list[Declared]]:
     """Open ``path`` in onnxruntime (no optimizations): its input specs, and its inputs
