@@ -190,3 +190,29 @@ def wide_model(path: Path, *, width: int = 2**16) -> Path:
              helper.make_node("ReduceSum", ["wide", "axes"], ["y"], keepdims=1)]
     onnx.save(_model(nodes, [_io("x", ["N", 8])], [_io("y", ["N", 1])], [repeats, axes]), path)
     return path
+
+
+def one_hot_mixer(path: Path) -> Path:
+    """x[N,8] float and ids[N] int64 → OneHot → Cast(to=float) → MatMul, added to x's
+    MatMul → Relu → MatMul → y[N,4]: an integer path cast to float, as exporters write
+    one-hot embeddings and masks (fp16 conversion used to leave its Cast mistyped)."""
+    rng = np.random.default_rng(0)
+
+    def weights(name: str, *shape: int) -> TensorProto:
+        return numpy_helper.from_array((rng.normal(size=shape) * 0.3).astype(np.float32), name)
+
+    nodes = [helper.make_node("OneHot", ["ids", "depth", "values"], ["hot"], name="one_hot"),
+             helper.make_node("Cast", ["hot"], ["hot_f"], name="one_hot_/Cast_1",
+                              to=TensorProto.FLOAT),
+             helper.make_node("MatMul", ["hot_f", "we"], ["embedded"], name="embed"),
+             helper.make_node("MatMul", ["x", "w1"], ["h"], name="fc1"),
+             helper.make_node("Add", ["h", "embedded"], ["s"], name="add"),
+             helper.make_node("Relu", ["s"], ["r"], name="relu"),
+             helper.make_node("MatMul", ["r", "w2"], ["y"], name="fc2")]
+    initializers = [numpy_helper.from_array(np.array(5, np.int64), "depth"),
+                    numpy_helper.from_array(np.array([0, 1], np.int64), "values"),
+                    weights("we", 5, 16), weights("w1", 8, 16), weights("w2", 16, 4)]
+    onnx.save(_model(nodes, [_io("x", ["N", 8]),
+                             helper.make_tensor_value_info("ids", TensorProto.INT64, ["N"])],
+                     [_io("y", ["N", 4])], initializers), path)
+    return path

@@ -220,3 +220,25 @@ def test_a_long_lived_process_keeps_a_bounded_number_of_fingerprints(tmp_path, m
         assert trial._fingerprint(wl) == workload_fingerprint(wl).as_dict()
         seen.append(wl.sha256)
     assert list(trial._FINGERPRINTS) == seen[1:]
+
+
+def test_fp16_keeps_a_float_cast_of_an_integer_path_in_fp32(tmp_path):
+    import numpy as np
+    import onnxruntime as ort
+
+    from tests import onnx_models
+    from tuner.transforms import apply_precision
+
+    model = onnx_models.one_hot_mixer(tmp_path / "one_hot.onnx")
+    out = tmp_path / "fp16.onnx"
+    details = apply_precision(model, Configuration.parse({"precision": "fp16"}), out,
+                              calibration=None)
+    assert details["fp16_kept_fp32"] == ["one_hot_/Cast_1"]
+    rng = np.random.default_rng(0)
+    feed = {"x": rng.normal(size=(6, 8)).astype(np.float32), "ids": np.arange(6) % 5}
+    [expected] = ort.InferenceSession(str(model)).run(None, feed)
+    [actual] = ort.InferenceSession(str(out)).run(None, feed)
+    np.testing.assert_allclose(actual, expected, atol=5e-3)
+    plain = onnx_models.classifier(tmp_path / "plain.onnx")
+    assert apply_precision(plain, Configuration.parse({"precision": "fp16"}),
+                           tmp_path / "plain16.onnx", calibration=None)["fp16_kept_fp32"] == []

@@ -153,23 +153,54 @@ def quantized_summary(path: Path) -> dict[str, Any]:
 
 
 def _to_fp16(model_path: Path, out_path: Path) -> dict[str, Any]:
+    """Convert to fp16, keeping in fp32 what the converter cannot give a consistent dtype.
+
+    onnxconverter-common retypes every float tensor to float16 but leaves a ``Cast(to=
+    float)`` as it is, so a graph that casts an integer path to float (a one-hot, a mask)
+    no longer type-checks: "Type (tensor(float16)) of output arg (…/Cast_1:0) does not
+    match expected type". Such Casts are kept fp32 (the converter casts around them), then
+    their consumers too if that is not enough; each attempt is validated, on the model as
+    given and then pre-processed, and the first that loads is the artifact.
+    """
     import onnx
     from onnxconverter_common import float16
 
-    def convert(source: Path) -> None:
+    def convert(source: Path, block: list[str]) -> None:
         model = onnx.load(str(source))
-        onnx.save(float16.convert_float_to_float16(model, keep_io_types=True), str(out_path))
+        onnx.save(float16.convert_float_to_float16(model, keep_io_types=True,
+                                                   node_block_list=block), str(out_path))
         validate(out_path)
 
-    try:
-        convert(model_path)
-        return {"fp16_preprocessed": False}
-    except TrialFailed:
-        # Raw exporter graphs can mix float/float16 inputs after conversion; the
-        # pre-processed (shape-inferred, optimized) graph converts cleanly.
-        with tempfile.TemporaryDirectory() as tmp:
-            convert(_preprocess(model_path, Path(tmp) / "pre.onnx")[0])
-        return {"fp16_preprocessed": True}
+    errors = []
+    with tempfile.TemporaryDirectory() as tmp:
+        named = _name_nodes(model_path, Path(tmp) / "named.onnx")
+        sources = [(named, False), (lambda: _preprocess(named, Path(tmp) / "pre.onnx")[0], True)]
+        for source, preprocessed in sources:
+            path = source() if callable(source) else source
+            for block in _fp16_block_lists(path):
+                try:
+                    convert(path, block)
+                    return {"fp16_preprocessed": preprocessed, "fp16_kept_fp32": block}
+                except TrialFailed as exc:
+                    errors.append(str(exc))
+    raise TrialFailed(f"fp16 conversion gives no valid model, even with the float Casts and "
+                      f"their consumers kept fp32: {errors[-1]}", stage="build")
+
+
+def _fp16_block_lists(path: Path) -> list[list[str]]:
+    """What to keep fp32, in the order tried: nothing; the Casts to float; those and the
+    nodes that read them (fewer attempts where a list would repeat the one before)."""
+    import onnx
+    from onnx import TensorProto
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    casts = [n for n in graph.node if n.op_type == "Cast"
+             and any(a.name == "to" and a.i == TensorProto.FLOAT for a in n.attribute)]
+    names = [n.name for n in casts]
+    outputs = {out for n in casts for out in n.output}
+    readers = [n.name for n in graph.node if n.name not in names and outputs & set(n.input)]
+    lists = [[], names, names + readers]
+    return [block for i, block in enumerate(lists) if i == 0 or block != lists[i - 1]]
 
 
 def _quantize_dynamic(model_path: Path, out_path: Path, config: Configuration,
