@@ -31,6 +31,7 @@ from tuner.backends.openvino.options import (
 )
 from tuner.backends.openvino.quantize import Validation, agreement_with, calibration_items
 from tuner.errors import HardwareError, TrialFailed
+from tuner.transforms.sensitivity import Probe
 
 AVX2 = {"isa": ["sse4_2", "avx", "avx2", "fma"], "cores": 2}
 # A Sapphire Rapids profile's flags: bf16 passes Podium's check whatever this host is.
@@ -291,19 +292,37 @@ def test_int8_ignored_nodes_stay_float(models, tmp_path, int8_conv):
 
 
 def test_int8_accuracy_control_on_held_out_rows(models, tmp_path):
-    held_out = [{"image": row[None]} for row in _feed("conv", 16, seed=4)["image"]]
-    session = ort.InferenceSession(str(models["conv"]))
-    validation = Validation(held_out, agreement_with([session.run(None, f) for f in held_out]))
+    held_out = Probe(_feed("conv", 16, seed=4))
     config = _config(precision="int8-static", nncf_accuracy_control=True, max_drop=0.01)
     artifact = _build(models["conv"], tmp_path, config, _feed("conv", 1),
-                      calibration=_feed("conv", 32, seed=2), validation=validation)
+                      calibration=_feed("conv", 32, seed=2), held_out=held_out)
     nncf = artifact.details["nncf"]
     assert nncf["api"] == "nncf.quantize_with_accuracy_control"
     assert (nncf["drop_type"], nncf["max_drop"]) == ("relative", 0.01)
-    assert nncf["validation_data"] == "16 held-out calls"
+    assert nncf["validation_data"] == "16 held-out calls"  # one row each: the model's N
+    calls = [{"image": row[None]} for row in held_out.inputs["image"]]
+    session = ort.InferenceSession(str(models["conv"]))
+    validation = Validation(calls, agreement_with([session.run(None, f) for f in calls]))
     loaded = OpenVinoBackend().load(artifact, config, threads=1)
-    scores = validation.score(range(16), [loaded.run(f) for f in held_out])
+    scores = validation.score(range(16), [loaded.run(f) for f in calls])
     assert np.mean(scores) >= 0.99
+
+
+def test_held_out_validation_scores_class_outputs_by_agreement_others_by_closeness(models):
+    from tuner.backends.openvino.quantize import held_out_validation
+
+    for name, metric in (("conv", "accuracy"), ("seq", "relative_error")):
+        probe = Probe(_feed(name, 4), metric=metric)
+        validation = held_out_validation(models[name], probe, example=None, batch=1)
+        assert len(validation.feeds) == 4
+        session = ort.InferenceSession(str(models[name]))
+        f32 = [session.run(None, feed) for feed in validation.feeds]
+        assert min(validation.score(range(4), f32)) >= 0.999
+        if name == "conv":  # class scores: the argmax turns into the argmin
+            assert validation.score(range(4), [[-call[0]] for call in f32]) == [0.0] * 4
+        else:  # states: 10 % off costs 10 % closeness
+            scaled = validation.score(range(4), [[call[0] * 1.1] for call in f32])
+            assert scaled == pytest.approx([0.9] * 4, abs=1e-3)
 
 
 def test_bf16_keep_fp32_marks_the_layers_of_the_named_nodes(models, tmp_path):
@@ -340,6 +359,40 @@ def test_bf16_keep_fp32_layers_run_in_f32(models, tmp_path):
         for layer in info["originalLayersNames"].astype(str).split(","):
             ran[layer] = info["runtimePrecision"].astype(str)
     assert (ran["conv2"], ran["conv3"]) == ("f32", "bf16")
+
+
+def test_bf16_keep_top_keeps_the_most_sensitive_nodes_by_the_emulated_ranking(models,
+                                                                              tmp_path):
+    config = _config(precision="bf16", bf16_keep_top=2)
+    with pytest.raises(TrialFailed, match="bf16_keep_top needs held-out rows"):
+        _build(models["conv"], tmp_path / "a", config, _feed("conv", 1), hardware=AMX)
+    artifact = _build(models["conv"], tmp_path / "b", config, _feed("conv", 1), hardware=AMX,
+                      held_out=Probe(_feed("conv", 16, seed=4)))
+    ranked = artifact.details["half_sensitivity"]
+    assert ranked["emulated"].startswith("bfloat16 rounding") and len(ranked["kept"]) == 2
+    assert all(error <= ranked["error_all_half"] for error in ranked["error_kept_fp32"].values())
+    assert set(ranked["kept"]) <= set(artifact.details["kept_fp32"])
+    again = _build(models["conv"], tmp_path / "c", config, _feed("conv", 1), hardware=AMX,
+                   held_out=Probe(_feed("conv", 16, seed=4)))
+    assert again.details["half_sensitivity"] == ranked  # cached per model and rows
+
+
+@pytest.mark.parametrize("half", ["bfloat16", "float16"])
+def test_emulated_half_rounds_compute_inputs_only_where_not_kept(models, half):
+    from tuner.transforms.half_emulation import COMPUTE_OPS, emulate
+
+    model = onnx.load(str(models["conv"]))
+    feed = _feed("conv", 8)
+    [f32] = ort.InferenceSession(str(models["conv"])).run(None, feed)
+
+    def run(**keep) -> np.ndarray:
+        return ort.InferenceSession(emulate(model, half, **keep).SerializeToString()).run(
+            None, feed)[0]
+
+    error = _relative_error(run(), f32)
+    assert {"bfloat16": 1e-3, "float16": 1e-4}[half] < error < 0.05
+    everything = [n.name for n in model.graph.node if n.op_type in COMPUTE_OPS]
+    np.testing.assert_array_equal(run(keep=everything), f32)
 
 
 def test_dynamic_shapes_when_asked(models, tmp_path):
@@ -386,6 +439,20 @@ def test_options_are_declared_with_domains_and_defaults():
     assert set(OpenVinoBackend.versions()) == {"openvino", "nncf"}
     assert all(option.help for option in OPTIONS)
     assert declaration_problems(OpenVinoBackend) == []
+
+
+def test_a_quality_floor_sets_accuracy_controls_max_drop_unless_the_space_names_it():
+    from tuner.search.space import default_space, quality_floor
+    from tuner.trial.constraints import parse_constraint
+
+    floor = quality_floor([parse_constraint("quality_ratio >= 0.97"),
+                           parse_constraint("latency_p90_ms <= 5")])
+    space = default_space(["v"], hardware=["aws-c7i.large"], cores=2, quality_floor=floor)
+    assert space.options["max_drop"] == [0.03]
+    assert space.restrict({"max_drop": 0.05}).options["max_drop"] == [0.05]
+    assert default_space(["v"], hardware=["aws-c7i.large"], cores=2).options["max_drop"] == [
+        0.01]  # the declared default
+    assert quality_floor([parse_constraint("quality_ratio <= 0.5")]) is None
 
 
 @pytest.mark.host_sensitive

@@ -133,6 +133,9 @@ class Backend(ABC):
     # int8 via ONNX Runtime's quantizer). False: it receives the fp32 graph (cleaned up)
     # and applies the precision itself (a compile hint, its own quantizer).
     precision_in_onnx: ClassVar[bool] = True
+    # True: build also receives ``held_out``, rows calibration never saw (a
+    # :class:`tuner.transforms.sensitivity.Probe`), to rank layers or judge its own quantizer.
+    uses_held_out: ClassVar[bool] = False
 
     @classmethod
     def option(cls, key: str) -> Option | None:
@@ -221,7 +224,8 @@ class Backend(ABC):
         rows), whose shapes resolve the model's dynamic dims for a backend that needs
         static ones; ``feed`` turns canonical rows (``calibration``'s, batch on axis 0) into
         model inputs (:meth:`workloads.layout.Layout.feed`: batch axes, constants), for a
-        backend that runs calibration data through the model itself.
+        backend that runs calibration data through the model itself. A backend that sets
+        :attr:`uses_held_out` takes a ``held_out`` keyword besides.
         """
 
     @abstractmethod

@@ -94,6 +94,9 @@ class Option:
         same_speed: where this holds, every value of the option runs the same operators
             at the same speed (a calibration method: only scale constants differ), so a
             timing of one value stands for all (:func:`~tuner.trial.config.speed_digest`).
+        follows_quality_floor: a search with a ``quality_ratio >= q`` constraint sets the
+            option to ``1 - q`` (the largest relative quality drop a quantizer's own
+            accuracy check may accept), unless the search space names it.
         help: one line for ``podium backends list`` and the README.
 
     Example:
@@ -113,6 +116,7 @@ class Option:
     needs: Mapping[Any, Condition] = field(default_factory=dict, hash=False)
     build: bool = True
     same_speed: Condition | None = None
+    follows_quality_floor: bool = False
     help: str = ""
 
     def __post_init__(self) -> None:

@@ -22,7 +22,7 @@ from tuner.knowledge.store import KnowledgeStore
 from tuner.search.executor import Executor, RayExecutor
 from tuner.search.loop import Progress, SearchLoop
 from tuner.search.result import OptimizationResult, summarise
-from tuner.search.space import default_space
+from tuner.search.space import default_space, quality_floor
 from tuner.search.study import (
     KNOWLEDGE_USED_ATTR,
     MEMORY,
@@ -97,7 +97,8 @@ def optimize(workload: str | Workload = "digits", objectives: Sequence[str] = ("
         executor.require([p.name for p in profiles])
         cores = min(cores, *(executor.max_cpus(p.name) for p in profiles))
         search_space = default_space(chosen.variants, hardware=[p.name for p in profiles],
-                                     cores=cores, fixed_batch=chosen.fixed_batch).restrict(space)
+                                     cores=cores, fixed_batch=chosen.fixed_batch,
+                                     quality_floor=quality_floor(parsed)).restrict(space)
         suggester = Suggester(search_space, grid=sampler == "grid")
         grid_size = len(suggester.grid) if suggester.grid is not None else 0
         identity = {"workload": chosen.sha256, "objectives": objectives,
@@ -156,6 +157,6 @@ def check_request(workload: Workload, objectives: Sequence[str], constraints: Se
     if sampler not in SAMPLERS:
         raise ConfigError(f"unknown sampler {sampler!r} (valid: {', '.join(SAMPLERS)})")
     default_space(workload.variants, hardware=[p.name for p in profiles],
-                  cores=min(p.cores for p in profiles),
-                  fixed_batch=workload.fixed_batch).restrict(space)
+                  cores=min(p.cores for p in profiles), fixed_batch=workload.fixed_batch,
+                  quality_floor=quality_floor(parsed)).restrict(space)
     return parsed, profiles

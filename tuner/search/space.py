@@ -220,15 +220,26 @@ def _coerce(key: str, value: Any) -> Any:
 
 
 def default_space(variants: Iterable[str], *, hardware: list[str], cores: int,
-                  fixed_batch: int | None = None) -> Space:
+                  fixed_batch: int | None = None, quality_floor: float | None = None) -> Space:
     """The default space for a workload: every variant, every backend with the precisions
     it runs natively on every hardware target searched, 1..cores threads, batches 1, 8 and
-    32 — or the one batch a model exported with a fixed batch takes."""
+    32 — or the one batch a model exported with a fixed batch takes. ``quality_floor``
+    (the ``q`` of a ``quality_ratio >= q`` constraint) fixes the options that follow it."""
     isas = [load_profile(name).isa for name in hardware]
     precisions = {name: [p for p in backend_class(name).precisions
                          if all(p in backend_class(name).precisions_for(isa) for isa in isas)]
                   for name in backend_names()}
+    options = {}
+    if quality_floor is not None:
+        options = {o.name: [round(max(0.0, 1.0 - quality_floor), 6)] for name in backend_names()
+                   for o in backend_class(name).options if o.follows_quality_floor}
     return Space(variants=list(variants), hardware=list(hardware),
                  backends=[name for name, found in precisions.items() if found],
-                 precisions=precisions, threads=list(range(1, cores + 1)),
+                 precisions=precisions, options=options, threads=list(range(1, cores + 1)),
                  batch=[fixed_batch] if fixed_batch else [1, 8, 32])
+
+
+def quality_floor(constraints: Iterable[Any]) -> float | None:
+    """The highest ``q`` of the ``quality_ratio >= q`` (or ``>``) constraints; None if none."""
+    floors = [c.bound for c in constraints if c.metric == "quality_ratio" and c.op in (">=", ">")]
+    return max(floors) if floors else None

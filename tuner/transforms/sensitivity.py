@@ -54,17 +54,21 @@ Quantizer = Callable[[Path, list[str]], None]
 @dataclass(frozen=True)
 class Probe:
     """Held-out rows the ranking is scored on (canonical: batch on axis 0), how the model
-    takes them (``layout``: batch axes, constants), and which model output is scored."""
+    takes them (``layout``: batch axes, constants), which model output is scored, and the
+    workload's ``metric`` for it (a :class:`workloads.base.Metric` value; rankings score
+    by relative error whatever it is, a quantizer's own accuracy check follows it)."""
 
     inputs: dict[str, np.ndarray]
     output_index: int = 0
     layout: Layout | None = None
+    metric: str | None = None
 
     @classmethod
     def from_rows(cls, inputs: dict[str, np.ndarray], output_index: int = 0, *,
-                  layout: Layout | None = None) -> Probe:
+                  layout: Layout | None = None, metric: str | None = None) -> Probe:
         """The first ``MAX_PROBE_ROWS`` rows: enough to rank, cheap to run N+1 times."""
-        return cls({k: v[:MAX_PROBE_ROWS] for k, v in inputs.items()}, output_index, layout)
+        return cls({k: v[:MAX_PROBE_ROWS] for k, v in inputs.items()}, output_index, layout,
+                   metric)
 
     def digest(self) -> str:
         h = hashlib.sha256(str(self.output_index).encode())

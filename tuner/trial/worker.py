@@ -37,18 +37,18 @@ def build_task(spec: dict[str, Any]) -> dict[str, Any]:
     calibration = workload.calib_inputs
     out_dir = Path(spec["out_dir"])
     backend = get_backend(config.backend)
+    probe = Probe.from_rows(workload.eval_inputs, workload.output_index, layout=workload.layout,
+                            metric=workload.metric.value)
+    held_out = {"held_out": probe} if backend.uses_held_out else {}
     with tempfile.TemporaryDirectory() as tmp:
         transformed = Path(tmp) / "transformed.onnx"
         details = apply_transforms(workload.model_path(config.variant), config, transformed,
                                    calibration=calibration, layout=workload.layout,
-                                   probe=Probe.from_rows(workload.eval_inputs,
-                                                         workload.output_index,
-                                                         layout=workload.layout),
-                                   convert_precision=backend.precision_in_onnx)
+                                   probe=probe, convert_precision=backend.precision_in_onnx)
         artifact = backend.build(
             transformed, config, out_dir, calibration=calibration,
             example=workload.example_feed(config.batch), feed=workload.layout.feed,
-            hardware=spec["hardware"])
+            hardware=spec["hardware"], **held_out)
     artifact.details = details | artifact.details
     artifact.build_s = time.perf_counter() - start
     artifact.save()

@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     import numpy as np
     import onnx
 
-    from tuner.backends.openvino.quantize import Validation
+    from tuner.transforms.sensitivity import Probe
     from tuner.trial.config import Configuration
 
 MODEL_FILE, WEIGHTS_FILE, PROPERTIES_FILE = "model.xml", "model.bin", "compile.json"
@@ -160,6 +160,7 @@ class OpenVinoBackend(Backend):
     packages = ("openvino", "nncf")
     precision_in_onnx = False  # the f32 graph comes in; precision is a hint or NNCF's
     build_keys = ("batch",)  # static shapes are the example's
+    uses_held_out = True  # accuracy control and the bf16 ranking judge on held-out rows
 
     @classmethod
     def cache_key(cls, config: Any, profile: Any, workload: Any) -> dict[str, Any]:
@@ -178,9 +179,10 @@ class OpenVinoBackend(Backend):
               calibration: dict[str, np.ndarray] | None, hardware: dict[str, Any],
               example: dict[str, np.ndarray] | None = None,
               feed: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] | None = None,
-              validation: Validation | None = None) -> Artifact:
-        """Build the IR; ``feed`` (canonical rows → model inputs, the workload layout's
-        ``feed``) and ``validation`` (held-out rows for accuracy control) serve int8 only."""
+              held_out: Probe | None = None) -> Artifact:
+        """Build the IR. ``feed`` (canonical rows → model inputs, the workload layout's
+        ``feed``) serves int8; ``held_out`` (rows calibration never saw) is what accuracy
+        control judges int8 on and what ranks layers for ``bf16_keep_top``."""
         import onnx
         import openvino as ov
 
@@ -189,11 +191,15 @@ class OpenVinoBackend(Backend):
         check_precision(precision, hardware.get("isa", ()))
         details: dict[str, Any] = {"versions": self.versions(), "precision": precision}
         if precision == "int8-static":
-            from tuner.backends.openvino.quantize import quantize
+            from tuner.backends.openvino.quantize import held_out_validation, quantize
 
             if not calibration:
                 raise TrialFailed("int8-static on openvino needs calibration rows",
                                   stage="build")
+            validation = None
+            if option_value(config, "nncf_accuracy_control") and held_out is not None:
+                validation = held_out_validation(model_path, held_out, example=example,
+                                                 feed=feed, batch=int(config.batch or 1))
             quantized, details["nncf"] = quantize(model_path, config, calibration=calibration,
                                                   example=example, feed=feed,
                                                   validation=validation)
@@ -206,8 +212,8 @@ class OpenVinoBackend(Backend):
         details["input_shapes"] = {port.get_any_name(): str(port.get_partial_shape())
                                    for port in model.inputs}
         ov.save_model(model, str(out_dir / MODEL_FILE), compress_to_fp16=False)
-        keep = (list(option_value(config, "bf16_keep_fp32")) if precision in ("bf16", "fp16")
-                else [])
+        keep = (_half_keep(model_path, config, held_out, details)
+                if precision in ("bf16", "fp16") else [])
         if keep:
             details["kept_fp32"] = _keep_fp32(out_dir / MODEL_FILE, model,
                                               onnx.load(str(model_path), load_external_data=False),
@@ -250,6 +256,30 @@ class OpenVinoBackend(Backend):
                    "runtime_precisions": runtime_precisions(compiled),
                    "compile_s": round(compile_s, 4)}
         return OpenVinoSession(compiled, details)
+
+
+def _half_keep(model_path: Path, config: Any, held_out: Probe | None,
+               details: dict[str, Any]) -> list[str]:
+    """The ONNX nodes a bf16/f16 build keeps in f32: ``bf16_keep_fp32`` by name, then the
+    ``bf16_keep_top`` most sensitive by the emulated ranking (recorded in ``details``)."""
+    keep = list(option_value(config, "bf16_keep_fp32"))
+    top = int(option_value(config, "bf16_keep_top"))
+    if not top:
+        return keep
+    if held_out is None:
+        raise TrialFailed("bf16_keep_top needs held-out rows to rank layers", stage="build")
+    from tuner.transforms import half_emulation
+    from workloads.onnx_files import file_sha256
+
+    half = "bfloat16" if precision_of(config) == "bf16" else "float16"
+    ranked = half_emulation.ranking(model_path, held_out, half=half,
+                                    model_sha256=file_sha256(model_path))
+    chosen = ranked["ranking"][:top]
+    details["half_sensitivity"] = {
+        "key": ranked["key"], "emulated": ranked["emulated"], "kept": chosen,
+        "error_all_half": ranked["error_all_half"],
+        "error_kept_fp32": {n: ranked["error_kept_fp32"][n] for n in chosen}}
+    return keep + [name for name in chosen if name not in keep]
 
 
 def _reshape(model: Any, example: Mapping[str, np.ndarray]) -> None:

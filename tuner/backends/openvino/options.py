@@ -57,10 +57,14 @@ OPTIONS: tuple[Option, ...] = (
            help="quantize_with_accuracy_control: return layers to f32 until the relative "
                 "quality drop on held-out rows is within max_drop"),
     Option("max_drop", default=0.01, low=0.0, high=1.0, kind=float,
-           applies=(_INT8, _ACCURACY_CONTROL),
-           help="largest relative quality drop accuracy control accepts (0.01: ≥ 99 % of f32)"),
+           applies=(_INT8, _ACCURACY_CONTROL), follows_quality_floor=True,
+           help="largest relative quality drop accuracy control accepts (0.01: ≥ 99 % of "
+                "f32; a search's quality_ratio >= q constraint sets it to 1 - q)"),
     Option("bf16_keep_fp32", default=(), kind=tuple, applies=_HALF,
            help="ONNX node names the CPU plugin keeps in f32 under a bf16/f16 hint"),
+    Option("bf16_keep_top", default=0, low=0, high=10_000, searched=(0, 2, 8), applies=_HALF,
+           help="how many of the most bf16/f16-sensitive compute nodes stay f32 (ranked on "
+                "held-out rows with emulated rounding)"),
 )
 _DEFAULTS = {option.name: option.default for option in OPTIONS}
 

@@ -128,18 +128,64 @@ def _outputs(request: Any, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
     return [array.copy() for array in request.infer(feed).to_tuple()]
 
 
-def agreement_with(reference: Outputs) -> Callable[[Sequence[int], Outputs], list[float]]:
-    """A score: per call, how often the first output's argmax over its last axis matches
-    the ``reference`` call's (a class per row, or per row and step for [N, T, C])."""
+def agreement_with(reference: Outputs, output: int = 0,
+                   ) -> Callable[[Sequence[int], Outputs], list[float]]:
+    """A score: per call, how often ``output``'s argmax over its last axis matches the
+    ``reference`` call's (a class per row, or per row and step for [N, T, C])."""
     import numpy as np
 
-    expected = [np.argmax(call[0], axis=-1) for call in reference]
+    expected = [np.argmax(call[output], axis=-1) for call in reference]
 
     def score(indices: Sequence[int], outputs: Outputs) -> list[float]:
-        return [float(np.mean(np.argmax(call[0], axis=-1) == expected[i]))
+        return [float(np.mean(np.argmax(call[output], axis=-1) == expected[i]))
                 for i, call in zip(indices, outputs, strict=True)]
 
     return score
+
+
+def closeness_to(reference: Outputs, output: int = 0,
+                 ) -> Callable[[Sequence[int], Outputs], list[float]]:
+    """A score: per call, 1 - the relative error of ``output`` against the ``reference``
+    call's (for outputs that are not class scores: features, states, regressions)."""
+    import numpy as np
+
+    def score(indices: Sequence[int], outputs: Outputs) -> list[float]:
+        values = []
+        for i, call in zip(indices, outputs, strict=True):
+            expected = reference[i][output].astype(np.float64)
+            error = np.linalg.norm(call[output] - expected) / max(np.linalg.norm(expected),
+                                                                   1e-30)
+            values.append(float(max(0.0, 1.0 - error)) if np.isfinite(error) else 0.0)
+        return values
+
+    return score
+
+
+def held_out_validation(model_path: Path, held_out: Any, *,
+                        example: Mapping[str, np.ndarray] | None, batch: int,
+                        feed: Feed | None = None) -> Validation:
+    """Accuracy control's data: ``held_out`` (a sensitivity ``Probe``: rows calibration
+    never saw, its layout, the scored output, the workload's metric) as calls, judged
+    against the f32 model's own outputs on them: top-1 agreement where the workload scores
+    classes (accuracy, agreement), closeness where it scores relative error. Without a
+    metric, class-shaped outputs (``[..., classes]`` floats) are taken for classes."""
+    import numpy as np
+    import onnx
+
+    layout = held_out.layout
+    feeds = calibration_items(onnx.load(str(model_path), load_external_data=False),
+                              held_out.inputs, example=example, batch=batch,
+                              feed=layout.feed if layout is not None else feed)
+    request = compile_f32(model_path)
+    reference = [_outputs(request, call) for call in feeds]
+    output = held_out.output_index
+    first = reference[0][output]
+    if held_out.metric is not None:
+        classes = held_out.metric in ("accuracy", "agreement")
+    else:
+        classes = (first.ndim >= 2 and first.shape[-1] > 1
+                   and np.issubdtype(first.dtype, np.floating))
+    return Validation(feeds, (agreement_with if classes else closeness_to)(reference, output))
 
 
 class _Judge:
