@@ -44,3 +44,30 @@ def test_estimated_power_never_satisfies_a_power_constraint():
 def test_unstable_measurements_satisfy_nothing():
     result = _result(latency_p90_ms=1.0, stability="unstable")
     assert math.isinf(violations([parse_constraint("latency_p90_ms < 5")], result)[0])
+
+
+def test_where_time_went_groups_trials_by_outcome_and_reason():
+    from datetime import UTC, datetime, timedelta
+
+    from tuner.search.breakdown import where_time_went
+
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def timed(result: TrialResult, seconds: float, **changes) -> TrialResult:
+        return result.model_copy(update={"started_at": start,
+                                         "finished_at": start + timedelta(seconds=seconds),
+                                         **changes})
+
+    cast = ("converted model is invalid: Type (tensor(float16)) of output arg "
+            "(one_hot_{}/Cast_1:0) does not match expected type")
+    failed = [timed(_result(), 3, state=TrialState.FAILED, failed_stage="build",
+                    error=cast.format(i)) for i in (1, 2)]
+    results = [timed(_result(quality_ratio=1.0, latency_p90_ms=2.0), 10),
+               timed(_result(quality_ratio=0.5, latency_p90_ms=1.0), 20),
+               timed(_result(quality_ratio=0.3, latency_p90_ms=1.0), 40), *failed,
+               timed(_result(quality_ratio=1.0, stability="unstable"), 1)]
+    groups = where_time_went(results, [parse_constraint("quality_ratio >= 0.99")])
+    assert [(g["outcome"], g["trials"], g["seconds"]) for g in groups] == [
+        ("infeasible", 2, 60.0), ("feasible", 1, 10.0), ("failed", 2, 6.0), ("unstable", 1, 1.0)]
+    assert groups[0]["reason"] == "misses quality_ratio >= 0.99"
+    assert groups[2]["reason"].startswith("build: converted model is invalid: Type")

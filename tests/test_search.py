@@ -117,6 +117,46 @@ def test_crashing_workers_are_failed_trials_and_the_study_finishes(tmp_path, mon
     assert not result.baseline.ok
 
 
+def test_the_default_space_fits_the_request(digits):
+    """Batches only where a per-sample metric matters; TVM (and its untuned builds) only
+    where the space names it; the request's quality floor sets accuracy control's drop."""
+    from tuner.hardware import load_profile
+    from tuner.search.optimize import plan_space
+    from tuner.search.space import describe
+    from tuner.trial.constraints import parse_constraint
+
+    profiles = [load_profile("aws-c7a.large")]
+    floor = [parse_constraint("quality_ratio >= 0.98")]
+
+    def plan(objectives, constraints=(), space=None):
+        return plan_space(digits, objectives, list(constraints), profiles, cores=2, space=space)
+
+    latency = plan(["latency_p90_ms"], floor)
+    assert latency.batch == [1] and "tvm" not in latency.backends
+    assert latency.options["max_drop"] == [0.02]
+    assert plan(["throughput_per_s"]).batch == [1, 8, 32]
+    assert plan(["latency_p90_ms"], [parse_constraint("cost_per_million_usd <= 1")]).batch == [
+        1, 8, 32]
+    tuned = plan(["latency_p90_ms"], space={"backend": ["ort", "tvm"]})
+    assert tuned.backends == ["ort", "tvm"] and tuned.options["tvm_tuning_trials"] == [64]
+    asked = plan(["latency_p90_ms"], space={"tvm_tuning_trials": [0, 64]})
+    assert "tvm" in asked.backends and {c.tvm_tuning_trials for c in asked.configurations()
+                                        if c.backend == "tvm"} == {0, 64}
+    rows = dict(describe(latency))
+    assert rows["batch"] == "1" and "name it in the space" in rows["left out: tvm"]
+    assert int(rows["configurations"]) == latency.size()
+
+
+def test_dry_run_prints_the_space_and_runs_nothing(podium_home, digits, capsys):
+    from tuner.cli import main
+
+    assert main(["optimize", "--workload", "digits", "--dry-run",
+                 "--constraint", "quality_ratio >= 0.99"]) == 0
+    out = capsys.readouterr().out
+    assert "search space" in out and "left out: tvm" in out
+    assert not (podium_home / "studies.db").exists() and not (podium_home / "knowledge.db").exists()
+
+
 @pytest.mark.parametrize(("kwargs", "error"), [
     ({"constraints": ["quality_ratio >> 1"]}, ConstraintError),
     ({"constraints": ["speed < 1"]}, ConstraintError),

@@ -136,6 +136,10 @@ class Backend(ABC):
     # True: build also receives ``held_out``, rows calibration never saw (a
     # :class:`tuner.transforms.sensitivity.Probe`), to rank layers or judge its own quantizer.
     uses_held_out: ClassVar[bool] = False
+    # False: the default search space leaves this backend out, and ``left_out`` says why;
+    # a space that names it (``backend``, its precision or one of its options) brings it in.
+    in_default_space: ClassVar[bool] = True
+    left_out: ClassVar[str] = ""
 
     @classmethod
     def option(cls, key: str) -> Option | None:

@@ -90,10 +90,12 @@ def optimize_command(
                                       help="submit the Pareto front to this tournament"),
     warm_start: bool = typer.Option(True, "--warm-start/--no-warm-start",
                                     help="start from the knowledge store's nearest results"),
+    dry_run: bool = typer.Option(False, "--dry-run",
+                                 help="print the search space this request gives and exit"),
 ) -> None:
     """Search configurations under constraints; print the best and the Pareto front."""
     from tuner.errors import ConfigError
-    from tuner.search.optimize import check_request, optimize
+    from tuner.search.optimize import check_request, optimize, plan_space
 
     if trials is None and timeout is None:
         trials = 30
@@ -104,7 +106,13 @@ def optimize_command(
     if restriction is not None and not isinstance(restriction, dict):
         raise ConfigError("--space must be a JSON object of dimension → value(s)")
     chosen = resolve_workload(workload, model, data, inputs=inputs, outputs=outputs)
-    check_request(chosen, objective, constraint, hardware, space=restriction, sampler=sampler)
+    parsed, profiles = check_request(chosen, objective, constraint, hardware, space=restriction,
+                                     sampler=sampler)
+    console.print(_space_table(plan_space(chosen, objective, parsed, profiles,
+                                          cores=min(p.cores for p in profiles),
+                                          space=restriction)))
+    if dry_run:
+        return
     if submit is not None:  # fail on a bad tournament or key now, not after the search
         from tuner.cli.tournament import open_submission, submit_records
 
@@ -126,6 +134,31 @@ def optimize_command(
         raise typer.Exit(NOTHING_FEASIBLE)
 
 
+def _space_table(space: Any) -> Table:
+    from tuner.search.space import describe
+
+    table = Table(title="search space", show_header=False, title_justify="left")
+    table.add_column("dimension", style="bold", no_wrap=True)
+    table.add_column("values", overflow="fold")
+    for dimension, values in describe(space):
+        table.add_row(dimension, values)
+    return table
+
+
+def _time_table(groups: list[dict[str, Any]]) -> Table:
+    table = Table(title="where the time went", title_justify="left")
+    table.add_column("outcome", no_wrap=True)
+    table.add_column("trials", justify="right")
+    table.add_column("time", justify="right", no_wrap=True)
+    table.add_column("reason", overflow="fold")
+    total = sum(g["seconds"] for g in groups) or 1.0
+    for group in groups:
+        table.add_row(group["outcome"], str(group["trials"]),
+                      f"{group['seconds']:.0f} s ({group['seconds'] / total:.0%})",
+                      group["reason"])
+    return table
+
+
 def _report(result: Any) -> None:
     objective = result.objectives[0]
     console.print(f"study [bold]{result.study}[/bold] in {result.storage}: {result.n_trials} "
@@ -133,6 +166,8 @@ def _report(result: Any) -> None:
                   f"{len(result.knowledge)} from the knowledge store")
     if result.sampler_reason:
         console.print(result.sampler_reason, soft_wrap=True)
+    if result.time_by_outcome:
+        console.print(_time_table(result.time_by_outcome))
     table = Table(title="Pareto front (feasible)")
     for column in ("trial", "configuration", *result.objectives, "quality_ratio", "stability"):
         table.add_column(column)

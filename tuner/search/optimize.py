@@ -22,7 +22,7 @@ from tuner.knowledge.store import KnowledgeStore
 from tuner.search.executor import Executor, RayExecutor
 from tuner.search.loop import Progress, SearchLoop
 from tuner.search.result import OptimizationResult, summarise
-from tuner.search.space import default_space, quality_floor
+from tuner.search.space import Space, default_space, quality_floor
 from tuner.search.study import (
     KNOWLEDGE_USED_ATTR,
     MEMORY,
@@ -38,6 +38,7 @@ from tuner.search.warmstart import warm_start as start_warm
 from tuner.trial.config import Configuration
 from tuner.trial.constraints import Constraint, parse_constraints
 from tuner.trial.measure import Protocol
+from tuner.trial.results import PER_SAMPLE_METRICS
 from tuner.trial.run import DEFAULT_TIMEOUT_S
 from workloads.base import Workload
 
@@ -96,9 +97,8 @@ def optimize(workload: str | Workload = "digits", objectives: Sequence[str] = ("
     try:
         executor.require([p.name for p in profiles])
         cores = min(cores, *(executor.max_cpus(p.name) for p in profiles))
-        search_space = default_space(chosen.variants, hardware=[p.name for p in profiles],
-                                     cores=cores, fixed_batch=chosen.fixed_batch,
-                                     quality_floor=quality_floor(parsed)).restrict(space)
+        search_space = plan_space(chosen, objectives, parsed, profiles, cores=cores,
+                                  space=space)
         suggester = Suggester(search_space, grid=sampler == "grid")
         grid_size = len(suggester.grid) if suggester.grid is not None else 0
         identity = {"workload": chosen.sha256, "objectives": objectives,
@@ -156,7 +156,17 @@ def check_request(workload: Workload, objectives: Sequence[str], constraints: Se
         raise HardwareError("give at least one hardware profile")
     if sampler not in SAMPLERS:
         raise ConfigError(f"unknown sampler {sampler!r} (valid: {', '.join(SAMPLERS)})")
-    default_space(workload.variants, hardware=[p.name for p in profiles],
-                  cores=min(p.cores for p in profiles), fixed_batch=workload.fixed_batch,
-                  quality_floor=quality_floor(parsed)).restrict(space)
+    plan_space(workload, objectives, parsed, profiles, cores=min(p.cores for p in profiles),
+               space=space)
     return parsed, profiles
+
+
+def plan_space(workload: Workload, objectives: Sequence[str], constraints: Sequence[Constraint],
+               profiles: Sequence[Any], *, cores: int, space: dict[str, Any] | None) -> Space:
+    """The space a search of ``workload`` walks: the default space for these profiles, fit
+    to the request (batches only where a per-sample metric is an objective or constrained,
+    the options that follow a quality floor), then the user's ``space`` restriction."""
+    metrics = {*objectives, *(c.metric for c in constraints)}
+    return default_space(workload.variants, hardware=[p.name for p in profiles], cores=cores,
+                         fixed_batch=workload.fixed_batch, quality_floor=quality_floor(constraints),
+                         batched=bool(metrics & set(PER_SAMPLE_METRICS))).restrict(space)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tuner.search.breakdown import where_time_went
 from tuner.search.study import PRIOR_ATTR, RESULT_ATTR, SOURCE_ATTR
 from tuner.trial.constraints import Constraint, feasible, unmet, violations
 from tuner.trial.results import METRIC_DIRECTIONS, TrialResult
@@ -36,6 +37,8 @@ class OptimizationResult:
     knowledge: dict[str, str] = field(default_factory=dict)  # trial_id → where it came from
     sampler: str = ""  # the sampler that ran (``auto`` resolved)
     sampler_reason: str = ""  # why ``auto`` chose it
+    # Trials by outcome and reason with their time (:func:`tuner.search.breakdown`).
+    time_by_outcome: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def n_trials(self) -> int:
@@ -68,7 +71,7 @@ class OptimizationResult:
                 "trials": [dump(r) for r in self.results], "n_trials": self.n_trials,
                 "n_feasible": len(self.feasible), "n_failed": self.n_failed,
                 "sampler": self.sampler, "sampler_reason": self.sampler_reason,
-                "knowledge": self.knowledge}
+                "knowledge": self.knowledge, "time_by_outcome": self.time_by_outcome}
 
     def to_json(self, path: Path | str | None = None) -> str:
         text = json.dumps(self.as_dict(), indent=2)
@@ -130,4 +133,5 @@ def summarise(study: Any, name: str, storage: str, objectives: list[str],
         study=name, storage=storage, objectives=objectives,
         constraints=[str(c) for c in constraints], baseline=baseline, results=results,
         feasible=good, best=best_of(good, objectives[0]), nearest=nearest,
-        front=pareto_front(good, objectives), knowledge=sources)
+        front=pareto_front(good, objectives), knowledge=sources,
+        time_by_outcome=where_time_went(results, constraints))

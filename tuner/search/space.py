@@ -56,7 +56,9 @@ class Space:
     batch: list[int] = field(default_factory=lambda: [1])
 
     def __post_init__(self) -> None:
-        declared = {name: backend_class(name) for name in self.backends}
+        # Every registered backend's, searched or not: a restriction may bring one in.
+        declared = {name: backend_class(name)
+                    for name in dict.fromkeys([*self.backends, *backend_names()])}
         precisions = {name: list(self.precisions.get(name, backend.precisions))
                       for name, backend in declared.items()}
         options = {o.name: list(self.options.get(o.name, [plain(v) for v in o.searched]))
@@ -164,11 +166,20 @@ class Space:
                 changes[_CORE[key]] = allowed
             else:
                 options[key] = allowed
+        if "backends" not in changes:  # naming a backend's precision or option asks for it
+            named = {_precision_params().get(key) or _owner(key) for key in overrides}
+            changes["backends"] = self.backends + sorted(
+                b for b in named - {None} if b not in self.backends)
         restricted = replace(self, **changes, precisions=precisions, options=options)
         backends = [b for b in restricted.backends if restricted.precisions[b]]
         if not backends:
             raise ConfigError(f"the space override {overrides} leaves no valid configuration")
         return replace(restricted, backends=backends)
+
+
+def _owner(key: str) -> str | None:
+    """The backend that declares option ``key``; None for a core key or ``precision``."""
+    return next((name for name in backend_names() if backend_class(name).option(key)), None)
 
 
 def _allowed(option: Option, values: list[Any], chosen: dict[str, Any]) -> list[Any]:
@@ -220,11 +231,14 @@ def _coerce(key: str, value: Any) -> Any:
 
 
 def default_space(variants: Iterable[str], *, hardware: list[str], cores: int,
-                  fixed_batch: int | None = None, quality_floor: float | None = None) -> Space:
-    """The default space for a workload: every variant, every backend with the precisions
-    it runs natively on every hardware target searched, 1..cores threads, batches 1, 8 and
-    32 — or the one batch a model exported with a fixed batch takes. ``quality_floor``
-    (the ``q`` of a ``quality_ratio >= q`` constraint) fixes the options that follow it."""
+                  fixed_batch: int | None = None, quality_floor: float | None = None,
+                  batched: bool = True) -> Space:
+    """The default space for a workload: every variant, every backend that is
+    ``in_default_space`` with the precisions it runs natively on every hardware target
+    searched, 1..cores threads, batches 1, 8 and 32 — only 1 where nothing ``batched``
+    depends on the batch (a per-call latency objective), and only the one batch a model
+    exported with a fixed batch takes. ``quality_floor`` (the ``q`` of a
+    ``quality_ratio >= q`` constraint) fixes the options that follow it."""
     isas = [load_profile(name).isa for name in hardware]
     precisions = {name: [p for p in backend_class(name).precisions
                          if all(p in backend_class(name).precisions_for(isa) for isa in isas)]
@@ -234,9 +248,45 @@ def default_space(variants: Iterable[str], *, hardware: list[str], cores: int,
         options = {o.name: [round(max(0.0, 1.0 - quality_floor), 6)] for name in backend_names()
                    for o in backend_class(name).options if o.follows_quality_floor}
     return Space(variants=list(variants), hardware=list(hardware),
-                 backends=[name for name, found in precisions.items() if found],
+                 backends=[name for name, found in precisions.items()
+                           if found and backend_class(name).in_default_space],
                  precisions=precisions, options=options, threads=list(range(1, cores + 1)),
-                 batch=[fixed_batch] if fixed_batch else [1, 8, 32])
+                 batch=[fixed_batch] if fixed_batch else [1, 8, 32] if batched else [1])
+
+
+def left_out(space: Space) -> dict[str, str]:
+    """The registered backends ``space`` does not search, each with the reason."""
+    reasons = {}
+    for name in backend_names():
+        if name in space.backends:
+            continue
+        backend = backend_class(name)
+        if not space.precisions.get(name):
+            reasons[name] = "none of its precisions runs natively on the searched hardware"
+        else:
+            reasons[name] = backend.left_out or "the space override leaves it out"
+    return reasons
+
+
+def describe(space: Space) -> list[tuple[str, str]]:
+    """``space`` as (dimension, values) rows, the backends' precisions and the options
+    searched with more than one value included, for ``optimize --dry-run``."""
+    rows = [("hardware", ", ".join(space.hardware)), ("variant", ", ".join(space.variants)),
+            ("threads", ", ".join(map(str, space.threads))),
+            ("batch", ", ".join(map(str, space.batch))), ("backend", ", ".join(space.backends))]
+    for name in space.backends:
+        rows.append((f"{name} precision", ", ".join(space.precisions[name])))
+        for option in backend_class(name).options:
+            values = space.options.get(option.name, [])
+            by_precision = [c for c in option.applies if c.key == "precision"]
+            if not any(all(c.holds({"precision": p}) for c in by_precision)
+                       for p in space.precisions[name]):
+                continue  # only for precisions this space does not search
+            if len(values) > 1 or values != [plain(option.default)]:
+                rows.append((f"{name} {option.name}", ", ".join(
+                    str(v).lower() if isinstance(v, bool) else str(v) for v in values)))
+    rows += [(f"left out: {name}", why) for name, why in left_out(space).items()]
+    return [*rows, ("configurations", str(space.size()))]
 
 
 def quality_floor(constraints: Iterable[Any]) -> float | None:

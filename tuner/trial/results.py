@@ -35,6 +35,8 @@ METRICS: dict[str, tuple[str, Literal["minimize", "maximize"]]] = {
     "energy_mj_per_inference": ("mJ per sample", "minimize"),
     "cost_per_million_usd": ("USD per 1M samples", "minimize"),
 }
+# Per-sample figures a larger batch can improve; every other metric is per call or per model.
+PER_SAMPLE_METRICS = ("throughput_per_s", "energy_mj_per_inference", "cost_per_million_usd")
 METRIC_UNITS = {name: unit for name, (unit, _) in METRICS.items()}
 METRIC_DIRECTIONS = {name: direction for name, (_, direction) in METRICS.items()}
 
