@@ -142,3 +142,47 @@ def test_a_thread_twin_of_a_quality_failure_is_never_measured(digits, sampler):
     assert len(executor.order) == len(set(executor.order))
     assert result.best is not None and result.best.config["variant"] == "mlp-64"
     assert len(result.results) == len(measured)  # an inferred answer is no result of its own
+
+
+@pytest.mark.parametrize("sampler", ["auto", "random"])
+def test_a_failed_build_answers_every_runtime_variant_of_its_artifact(digits, sampler,
+                                                                     tmp_path):
+    """The linear variant's artifacts fail to build; threads and batch change only speed
+    (neither is an ONNX Runtime build key), so each artifact is built once and every
+    other configuration using it is answered from that failure, pointing at it."""
+    import optuna
+
+    from tuner.search.study import INFERRED_ATTR
+    from tuner.trial.config import artifact_digest
+
+    space = {"backend": "ort", "batch": [1, 8], "threads": [1, 2],
+             "variant": ["linear", "mlp-64"], "precision": ["fp32", "int8-dynamic"],
+             "per_channel": False, "int8_keep_fp32": 0, "int8_op_types": "all",
+             "ort_graph_optimization": "all"}
+    configs = default_space(digits.variants, hardware=["local"],
+                            cores=2).restrict(space).configurations()
+    template = next(iter(_table(digits).values()))
+    table = {}
+    for index, config in enumerate([*configs, Configuration(variant=digits.reference,
+                                                            threads=2).normalized()]):
+        failed = {"state": TrialState.FAILED, "failed_stage": "build",
+                  "error": "the build failed", "metrics": Metrics()}
+        table[config.digest()] = template.model_copy(update={
+            "config_digest": config.digest(), "trial_id": f"s{index}",
+            "config": config.as_dict(), "metrics": template.metrics.model_copy(
+                update={"quality_ratio": 1.0, "latency_p90_ms": 1.0 + index}),
+            **(failed if config.variant == "linear" else {})})
+    executor = TableExecutor(table, profiles={"local": 2})
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    result = optimize(digits, ["latency_p90_ms"], ["quality_ratio >= 0.99"], trials=1000,
+                      space=space, sampler=sampler, seed=1, storage=storage, study="r",
+                      executor=executor)
+    built = [table[d] for d in executor.order[1:] if table[d].config["variant"] == "linear"]
+    artifacts = [artifact_digest(Configuration.parse(r.config)) for r in built]
+    assert len(artifacts) == len(set(artifacts)) == 2  # fp32 and int8: once each
+    assert result.best is not None and result.best.config["variant"] == "mlp-64"
+    study = optuna.load_study(study_name="r", storage=storage)
+    inferred = [t.user_attrs[INFERRED_ATTR] for t in study.trials
+                if INFERRED_ATTR in t.user_attrs]
+    assert inferred and set(inferred) <= {r.trial_id for r in built}
+    assert len(result.results) == len(executor.order) - 1  # answers are no results of their own

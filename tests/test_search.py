@@ -117,6 +117,37 @@ def test_crashing_workers_are_failed_trials_and_the_study_finishes(tmp_path, mon
     assert not result.baseline.ok
 
 
+def test_quality_gate_and_pruning_keep_untimed_trials_out_of_the_front(tmp_path):
+    """Under the quality floor a trial is never timed; behind the abort line its timing
+    stops; neither is a measured result, and Optuna hears FAIL and PRUNED."""
+    import optuna
+
+    from tuner.trial.results import TrialState
+
+    space = {"backend": "ort", "batch": 1, "threads": 1, "ort_graph_optimization": "all",
+             "variant": ["linear", "mlp-64"], "precision": "fp32"}
+    result = _optimize(tmp_path, trials=2, space=space, sampler="grid",
+                       constraints=["quality_ratio >= 0.995"], prune_factor=1e-6)
+    states = {r.config["variant"]: r for r in result.results}
+    assert result.baseline.ok  # never gated
+    for r in states.values():
+        assert r.state in (TrialState.INFEASIBLE, TrialState.PRUNED), r
+        assert r.metrics.latency_p90_ms is None and r.metrics.quality_ratio is not None
+        if r.state is TrialState.INFEASIBLE:
+            assert r.metrics.quality_ratio < 0.995 and "not timed" in r.error
+            assert r.measurement["timed"] is False
+        else:
+            assert r.measurement["pruned"]["probe_p50_ms"] > r.measurement["pruned"][
+                "abort_p50_ms"] == pytest.approx(1e-6 * result.baseline.metrics.latency_p90_ms)
+    assert all(r.ok for r in result.front) and not set(states) & {
+        r.config["variant"] for r in result.front}
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'study.db'}")
+    told = {t.state for t in study.trials if t.params}
+    assert told <= {optuna.trial.TrialState.FAIL, optuna.trial.TrialState.PRUNED}
+    outcomes = {g["outcome"] for g in result.time_by_outcome}
+    assert outcomes <= {"infeasible", "pruned", "feasible"}
+
+
 def test_the_default_space_fits_the_request(digits):
     """Batches only where a per-sample metric matters; TVM (and its untuned builds) only
     where the space names it; the request's quality floor sets accuracy control's drop."""
@@ -150,11 +181,15 @@ def test_the_default_space_fits_the_request(digits):
 def test_dry_run_prints_the_space_and_runs_nothing(podium_home, digits, capsys):
     from tuner.cli import main
 
+    def files() -> dict[str, float]:
+        return {str(p): p.stat().st_mtime for p in podium_home.rglob("*") if p.is_file()}
+
+    before = files()
     assert main(["optimize", "--workload", "digits", "--dry-run",
                  "--constraint", "quality_ratio >= 0.99"]) == 0
     out = capsys.readouterr().out
     assert "search space" in out and "left out: tvm" in out
-    assert not (podium_home / "studies.db").exists() and not (podium_home / "knowledge.db").exists()
+    assert files() == before  # no study, no knowledge, no artifact
 
 
 @pytest.mark.parametrize(("kwargs", "error"), [

@@ -98,6 +98,40 @@ def test_evolutionary_search_failures_are_reported_not_raised(tmp_path, monkeypa
         "tuning_fallback": "evolutionary search died of SIGSEGV"}
 
 
+def _dense(path: Path) -> Path:
+    """x[1,64] → MatMul → Relu → y[1,64]: one fused kernel, one tuning task."""
+    w = numpy_helper.from_array(np.random.default_rng(0).normal(size=(64, 64))
+                                .astype(np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["m"]), helper.make_node("Relu", ["m"], ["y"])],
+        "dense", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64])], [w])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
+                                ir_version=9), path)
+    return path
+
+
+def test_evolutionary_search_runs_with_the_pinned_tvm_ffi(tmp_path: Path) -> None:
+    """pyproject pins the apache-tvm-ffi whose IR serialization the evolutionary mutators
+    need; with it, a budget of EVOLUTIONARY_MIN_PER_TASK per task searches that way."""
+    import onnxruntime as ort
+
+    from tuner.backends.tvm.tuning import EVOLUTIONARY_MIN_PER_TASK
+
+    model = _dense(tmp_path / "dense.onnx")
+    artifact, config = _build(model, tmp_path / "tuned", EVOLUTIONARY_MIN_PER_TASK)
+    details = artifact.details
+    assert details["tuning_tasks"] == 1
+    assert details["tuning_search"].startswith("evolutionary+"), details
+    assert details["tuning_fallback"] is None
+    feed = {"x": np.random.default_rng(1).normal(size=(1, 64)).astype(np.float32)}
+    session = TvmBackend().load(artifact, config, threads=1)
+    np.testing.assert_allclose(session.run(feed)[0],
+                               ort.InferenceSession(str(model)).run(None, feed)[0],
+                               rtol=1e-4, atol=1e-4)
+    session.close()
+
+
 def _convnet(path: Path) -> Path:
     """x[1,16,32,32] → Conv → Relu → Conv → Relu → GlobalAveragePool → Flatten → Gemm."""
     rng = np.random.default_rng(0)

@@ -92,6 +92,10 @@ def optimize_command(
                                     help="start from the knowledge store's nearest results"),
     dry_run: bool = typer.Option(False, "--dry-run",
                                  help="print the search space this request gives and exit"),
+    prune_factor: float = typer.Option(3.0, "--prune-factor", min=0.0,
+                                       help="latency search: stop timing a candidate whose "
+                                            "probe p50 exceeds this × the incumbent's p90 "
+                                            "(0: time every candidate in full)"),
 ) -> None:
     """Search configurations under constraints; print the best and the Pareto front."""
     from tuner.errors import ConfigError
@@ -123,7 +127,7 @@ def optimize_command(
                           timeout_s=timeout, space=restriction, sampler=sampler, seed=seed,
                           study=study, storage=storage, ray_address=ray_address,
                           trial_timeout_s=trial_timeout, progress=view,
-                          warm_start=warm_start)
+                          warm_start=warm_start, prune_factor=prune_factor or None)
     if json_out is not None:
         result.to_json(json_out)
     _report(result)

@@ -175,7 +175,7 @@ def next_transfer(plan: Sequence[Transfer], known: Sequence[TrialResult],
     penalty: dict[tuple[Any, ...], float] = {}
     planned = {t.config.digest() for t in plan}
     for result in known:
-        if not result.ok:
+        if not result.quality_known:
             continue
         config = Configuration.parse(result.config)
         shortfall = quality_shortfall(constraints, result)
@@ -273,7 +273,7 @@ def quality_here(result: TrialResult, own: float | None,
     numbers broke, not a few rows flipped) and a result whose fragilities are unknown
     transfer as measured.
     """
-    ratio = result.metrics.quality_ratio if result.ok else None
+    ratio = result.metrics.quality_ratio if result.quality_known else None
     if own is None or theirs is None or ratio is None or not 0.0 < 1.0 - ratio <= theirs:
         return result
     here = (1.0 - ratio) * own / theirs

@@ -3,7 +3,8 @@
 A user who waited ten minutes for a search wants to see at a glance that, say, six trials
 failed the same fp16 conversion and three untuned TVM builds took two thirds of the time.
 So every trial falls in one group: ``feasible``, ``unstable`` (measured, judged unusable),
-``infeasible`` (by the constraints it missed, not their measured values), or ``failed``
+``infeasible`` (by the constraints it missed, not their measured values; ``not timed``
+where the quality gate stopped it), ``pruned`` (the timing probe was far behind), or ``failed``
 (by its stage and its error with numbers, paths and quoted names masked, so the same
 failure on two models or shapes is one group). Time is the trial's wall time, start to
 finish, build and measurement included.
@@ -16,7 +17,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from tuner.trial.constraints import Constraint
-from tuner.trial.results import Stability, TrialResult
+from tuner.trial.results import Stability, TrialResult, TrialState
 
 REASON_CHARS = 120
 _MASKS = ((re.compile(r"'[^']*'|\"[^\"]*\"|\([^()]*\)"), "…"),  # quoted names, parentheses
@@ -26,6 +27,12 @@ _MASKS = ((re.compile(r"'[^']*'|\"[^\"]*\"|\([^()]*\)"), "…"),  # quoted names
 
 def outcome(result: TrialResult, constraints: Iterable[Constraint]) -> tuple[str, str]:
     """``result``'s group: (outcome, reason)."""
+    if result.state is TrialState.PRUNED:
+        return "pruned", "probe far behind the incumbent: timing stopped"
+    if result.state is TrialState.INFEASIBLE:
+        missed = [str(c) for c in constraints if result.metric(c.metric) is not None
+                  and not c.holds(result.metric(c.metric))]
+        return "infeasible", f"misses {' and '.join(missed) or 'the quality floor'} (not timed)"
     if not result.ok:
         stage = f"{result.failed_stage}: " if result.failed_stage else ""
         return "failed", stage + _masked(result.error or "no reason recorded")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from tuner.errors import HardwareError
@@ -118,8 +118,10 @@ class Executor(ABC):
 
     @abstractmethod
     def submit(self, key: Any, workload: Workload, config: Any, *,
-               seed: int | None = None) -> None:
-        """Start one trial; ``key`` comes back in the matching ``Running``."""
+               seed: int | None = None, gates: dict[str, float] | None = None) -> None:
+        """Start one trial; ``key`` comes back in the matching ``Running``. ``gates``
+        override :class:`~tuner.trial.measure.Protocol` fields for it (``quality_floor``,
+        ``abort_p50_ms``)."""
 
     @abstractmethod
     def wait(self, timeout_s: float = 1.0) -> list[tuple[Running, TrialResult | str]]:
@@ -196,11 +198,11 @@ class RayExecutor(Executor):
                    default=0)
 
     def submit(self, key: Any, workload: Workload, config: Any, *,
-               seed: int | None = None) -> None:
+               seed: int | None = None, gates: dict[str, float] | None = None) -> None:
         options = {"num_cpus": config.threads, "resources": {resource_name(config.hardware): 1}}
+        protocol = replace(self.protocol, **(gates or {}))
         ref = self._remote.options(**options).remote(
-            workload_spec(workload), config.as_dict(), self.protocol.as_dict(), self.timeout_s,
-            seed)
+            workload_spec(workload), config.as_dict(), protocol.as_dict(), self.timeout_s, seed)
         now = time.monotonic()
         deadline = now + self.timeout_s * DEADLINE_FACTOR + DEADLINE_SLACK_S
         self.running[ref] = Running(key=key, config=config, submitted=now, deadline=deadline,

@@ -3,8 +3,13 @@
 :class:`SearchLoop` drives one study: it measures the baseline first, enqueues re-runs of
 interrupted trials and the strong defaults, takes the warm start's transfer plan one pick
 at a time (:func:`tuner.knowledge.transfer.next_transfer`), and answers a suggestion it
-already knows — a finished configuration, one in flight, or one computing the same numbers
-as a configuration that failed quality here — without measuring it again.
+already knows — a finished configuration, one in flight, or one using an artifact that
+failed to build or missed the quality constraint here — without measuring it again.
+
+Every trial it submits carries two gates (:class:`tuner.trial.measure.Protocol`): the
+quality floor of the constraints (an artifact under it is never timed) and, on a
+single-objective latency search, an abort line ``prune_factor`` × the incumbent's p90 (a
+probe p50 above it stops the timing: ``pruned``, never a measured result).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from typing import Any
 from tuner.knowledge.transfer import TRANSFERS, Transfer, next_transfer
 from tuner.search.executor import Executor
 from tuner.search.result import best_of
+from tuner.search.space import quality_floor
 from tuner.search.study import (
     DEFERRED_ATTR,
     EXPLORE_ATTR,
@@ -30,14 +36,16 @@ from tuner.search.study import (
     result_digests,
     tell,
 )
-from tuner.trial.config import Configuration, numerics_digest
+from tuner.trial.config import Configuration, artifact_digest
 from tuner.trial.constraints import Constraint, feasible, quality_shortfall
-from tuner.trial.results import TrialResult
+from tuner.trial.results import TrialResult, TrialState
 from tuner.trial.run import failed_result
 from workloads.base import Workload
 
 Progress = Callable[[dict[str, Any]], None]
 EXPLORE_TRIES = 64
+# A latency candidate whose probe p50 is this many times the incumbent's p90 is pruned.
+PRUNE_FACTOR = 3.0
 
 
 class SearchLoop:
@@ -45,20 +53,21 @@ class SearchLoop:
 
     def __init__(self, workload: Workload, study: Any, suggester: Suggester,
                  executor: Executor, objectives: list[str], constraints: list[Constraint],
-                 *, seed: int, progress: Progress | None) -> None:
+                 *, seed: int, progress: Progress | None,
+                 prune_factor: float | None = PRUNE_FACTOR) -> None:
         self.workload, self.study, self.suggester = workload, study, suggester
         self.executor, self.objectives, self.constraints = executor, objectives, constraints
-        self.seed, self.progress = seed, progress
+        self.seed, self.progress, self.prune_factor = seed, progress, prune_factor
         self.cache: dict[str, TrialResult] = {}
-        self.failed_numerics: dict[str, TrialResult] = {}  # see _remember
+        self.dead: dict[str, TrialResult] = {}  # artifact digest → why it cannot win (_remember)
         for result in measured_digests(study).values():
             self._remember(result)
         self.waiting: dict[str, list[Any]] = {}
         self.failures = 0
         self.space_exhausted = False
         self.plan = [Transfer.from_dict(t) for t in study.user_attrs.get(PLAN_ATTR, [])]
-        # digest → numerics of every grid point, once: exhaustion counts known failures' twins
-        self.grid_numerics = {c.digest(): numerics_digest(c) for c in suggester.grid or []}
+        # digest → artifact of every grid point, once: exhaustion counts dead artifacts' twins
+        self.grid_artifacts = {c.digest(): artifact_digest(c) for c in suggester.grid or []}
 
     def baseline(self, config: Configuration) -> TrialResult:
         """The ORT default fp32 reference, measured first (once per study)."""
@@ -104,13 +113,13 @@ class SearchLoop:
 
         The budget counts measured trials. A suggestion equal to a finished configuration
         is answered from its stored result, one equal to a configuration in flight waits
-        for that result; neither is measured again nor counts. Nor is one that computes the
-        same numbers as a configuration that failed a quality constraint here (it differs
-        only in threads): it is answered by that result, marked ``inferred_from``, and never
-        reported as measured. After such a repeat the next trial is an unmeasured
-        configuration near the incumbent (:meth:`_explore`), so that a sampler stuck on
-        known ground — typically TPE started from priors — keeps learning; when no
-        unmeasured configuration is left, the search ends.
+        for that result; neither is measured again nor counts. Nor is one that uses an
+        artifact that failed to build or missed a quality constraint here (it differs only
+        in threads, batch or load-time options): it is answered by that result, marked
+        ``inferred_from``, and never reported as measured. After such a repeat the next
+        trial is an unmeasured configuration near the incumbent (:meth:`_explore`), so
+        that a sampler stuck on known ground — typically TPE started from priors — keeps
+        learning; when no unmeasured configuration is left, the search ends.
         """
         start = time.monotonic()
         parallel = max(1, sum(self.executor.targets().get(h, 0)
@@ -125,8 +134,8 @@ class SearchLoop:
                 if self.suggester.grid is None:
                     return self.space_exhausted
                 taken = self._taken()
-                return all(d in taken or n in self.failed_numerics
-                           for d, n in self.grid_numerics.items())
+                return all(d in taken or a in self.dead
+                           for d, a in self.grid_artifacts.items())
 
             if in_flight == 0 and (finished >= budget or out_of_time or exhausted()):
                 return
@@ -143,7 +152,7 @@ class SearchLoop:
                 for twin in self.waiting.pop(running.config.digest(), []):
                     twin.set_user_attr("duplicate_of", result.trial_id)
                     tell(self.study, twin, result, self.objectives, self.constraints)
-                self.failures += not result.ok
+                self.failures += result.state is TrialState.FAILED
                 self._emit("finished", result=result)
 
     def _start_one(self) -> str:
@@ -169,26 +178,42 @@ class SearchLoop:
             self.waiting.setdefault(digest, []).append(trial)
             self._explore()
             return "waiting"
-        self.executor.submit(trial, self.workload, config, seed=self.seed)
+        self.executor.submit(trial, self.workload, config, seed=self.seed, gates=self._gates())
         self._emit("running", config=config)
         return "submitted"
 
+    def _gates(self) -> dict[str, float]:
+        """The protocol gates of the next trial (see the module docstring)."""
+        gates = {}
+        floor = quality_floor(self.constraints)
+        if floor is not None:
+            gates["quality_floor"] = floor
+        objective = self.objectives[0]
+        if self.prune_factor and len(self.objectives) == 1 and objective.startswith("latency_"):
+            incumbent = best_of(self._feasible(list(self.cache.values())), objective)
+            p90 = incumbent.metric("latency_p90_ms") if incumbent is not None else None
+            if p90:
+                gates["abort_p50_ms"] = self.prune_factor * p90
+        return gates
+
     def _remember(self, result: TrialResult) -> None:
-        """Cache ``result``; if it failed a quality constraint, note its numerics: every
-        configuration computing the same numbers (one that differs only in threads) would
-        fail it the same way, so none is worth measuring."""
+        """Cache ``result``; if its artifact failed to build or missed a quality constraint,
+        note the artifact: every configuration using it (one that differs only in threads,
+        batch or load-time options) would fail the same way, so none is worth measuring."""
         for digest in result_digests(result):
             self.cache[digest] = result
-        if quality_shortfall(self.constraints, result) > 0:
-            key = numerics_digest(Configuration.parse(result.config))
-            self.failed_numerics.setdefault(key, result)
+        dead = ((result.state is TrialState.FAILED and result.failed_stage == "build")
+                or result.state is TrialState.INFEASIBLE
+                or quality_shortfall(self.constraints, result) > 0)
+        if dead:
+            self.dead.setdefault(artifact_digest(Configuration.parse(result.config)), result)
 
     def _taken(self) -> set[str]:
         """Digests of the configurations measured here or in flight."""
         return set(self.cache) | {r.config.digest() for r in self.executor.running.values()}
 
     def _failed_twin(self, config: Configuration) -> TrialResult | None:
-        return self.failed_numerics.get(numerics_digest(config))
+        return self.dead.get(artifact_digest(config))
 
     def _plan_next(self) -> None:
         """When nothing else waits, enqueue the transfer that is best given what this search
@@ -225,7 +250,7 @@ class SearchLoop:
         rng = random.Random(f"{self.seed}-{len(taken)}")
 
         def settled(config: Configuration) -> bool:
-            return config.digest() in taken or numerics_digest(config) in self.failed_numerics
+            return config.digest() in taken or artifact_digest(config) in self.dead
 
         incumbent = best_of(feasible(list(self.cache.values()), self.constraints),
                           self.objectives[0])

@@ -20,7 +20,7 @@ from tuner.errors import ConfigError, HardwareError
 from tuner.hardware import load_profile
 from tuner.knowledge.store import KnowledgeStore
 from tuner.search.executor import Executor, RayExecutor
-from tuner.search.loop import Progress, SearchLoop
+from tuner.search.loop import PRUNE_FACTOR, Progress, SearchLoop
 from tuner.search.result import OptimizationResult, summarise
 from tuner.search.space import Space, default_space, quality_floor
 from tuner.search.study import (
@@ -52,7 +52,7 @@ def optimize(workload: str | Workload = "digits", objectives: Sequence[str] = ("
              protocol: Protocol | None = None, progress: Progress | None = None,
              executor: Executor | None = None, defaults: bool = True,
              warm_start: bool = True, knowledge: KnowledgeStore | None = None,
-             ) -> OptimizationResult:
+             prune_factor: float | None = PRUNE_FACTOR) -> OptimizationResult:
     """Search ``workload``'s configurations for the best under ``constraints``.
 
     Args:
@@ -76,6 +76,10 @@ def optimize(workload: str | Workload = "digits", objectives: Sequence[str] = ("
         warm_start: start a new study from the knowledge store (see :mod:`tuner.search.warmstart`).
         knowledge: the store to learn from and record into; default ``knowledge.db`` under
             PODIUM_HOME, except for in-memory studies (replays), which use none unless given.
+        prune_factor: on a single-objective latency search, stop timing a candidate whose
+            probe p50 is above this many times the incumbent's p90 (``pruned``); None or 0
+            times every candidate in full. An artifact under a ``quality_ratio`` floor is
+            never timed, whatever this is.
 
     Raises:
         InputError: unknown workload/metric/profile, bad constraint, bad space override.
@@ -121,7 +125,7 @@ def optimize(workload: str | Workload = "digits", objectives: Sequence[str] = ("
                                     constraints=parsed)
             optuna_study.set_user_attr(KNOWLEDGE_USED_ATTR, sum(counts.values()))
         loop = SearchLoop(chosen, optuna_study, suggester, executor, objectives, parsed,
-                          seed=seed, progress=progress)
+                          seed=seed, progress=progress, prune_factor=prune_factor)
         baseline_config = Configuration(variant=chosen.reference, threads=cores,
                                         hardware=profiles[0].name)
         baseline = loop.baseline(baseline_config)

@@ -185,15 +185,19 @@ def objective_values(result: TrialResult, objectives: Sequence[str]) -> list[flo
 
 def tell(study: Any, trial: Any, result: TrialResult, objectives: Sequence[str],
          constraints: Sequence[Constraint]) -> None:
-    """Record ``result`` on ``trial``: values when complete, FAIL with the reason otherwise."""
+    """Record ``result`` on ``trial``: values when complete; PRUNED for a pruned timing
+    (Optuna's own state for it); FAIL with the reason otherwise."""
     from optuna.trial import TrialState
+
+    from tuner.trial.results import TrialState as Outcome
 
     trial.set_user_attr(RESULT_ATTR, result.model_dump_json())
     trial.set_user_attr(DIGEST_ATTR, result.config_digest)
     values = objective_values(result, objectives) if result.ok else None
     if values is None:
         trial.set_user_attr("error", result.error or "an objective metric is missing")
-        study.tell(trial, state=TrialState.FAIL)
+        pruned = result.state is Outcome.PRUNED
+        study.tell(trial, state=TrialState.PRUNED if pruned else TrialState.FAIL)
         return
     for constraint, value in zip(constraints, violations(constraints, result), strict=True):
         trial.set_constraint(str(constraint), value)

@@ -42,7 +42,8 @@ from tuner.backends.registry import (
 )
 from tuner.errors import ConfigError, describe_validation
 
-__all__ = ["CORE_KEYS", "Configuration", "Precision", "known_keys", "numerics_digest",
+__all__ = ["CORE_KEYS", "Configuration", "Precision", "artifact_digest", "known_keys",
+           "numerics_digest",
            "parse_assignments", "speed_digest"]
 
 
@@ -195,6 +196,16 @@ def numerics_digest(config: Configuration) -> str:
     (ONNX Runtime's CPU kernels split work by output, so the thread count does not change
     a result; every bench grid here shows the same quality on 1 and 2 threads)."""
     return config.with_updates(threads=1).digest()
+
+
+def artifact_digest(config: Configuration) -> str:
+    """Equal for configurations that build the same artifact for the same target: they
+    differ only in what changes speed, not numbers or build success (threads, a batch the
+    backend does not build for, load-time options). Quality is the artifact's, so one
+    build failure or quality miss answers every configuration of the digest."""
+    config = config.normalized()
+    values = config.build_key() | {"hardware": config.hardware}
+    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def speed_digest(config: Configuration) -> str:

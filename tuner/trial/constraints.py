@@ -116,7 +116,7 @@ def quality_shortfall(constraints: Iterable[Constraint], result: TrialResult) ->
     about the numbers). Stability plays no part: it is about timing, not numbers."""
     gaps = [c.violation(result.metric(c.metric)) for c in constraints
             if c.metric in QUALITY_METRICS]
-    return max(gaps) if gaps and result.ok else 0.0
+    return max(gaps) if gaps and result.quality_known else 0.0
 
 
 def unmet(constraints: Iterable[Constraint], result: TrialResult) -> list[str]:

@@ -1,9 +1,15 @@
 """The measurement protocol of MEASUREMENT.md, run inside a fresh, pinned worker process.
 
-Order within one process: warm up (≥ 20 calls and ≥ 0.5 s), time single calls for
-latency (≥ 662 calls and ≥ 1 s, so p99 is supported; SingleStream), run back-to-back
-batches for throughput (≥ 1 s in ≥ 10 blocks; Offline), then score quality on the
-evaluation set with the same session. Latencies are integer nanoseconds until the end.
+Order within one process: score quality on the evaluation set, warm up (≥ 20 calls and
+≥ 0.5 s), time single calls for latency (≥ 662 calls and ≥ 1 s, so p99 is supported;
+SingleStream), then run back-to-back batches for throughput (≥ 1 s in ≥ 10 blocks;
+Offline), all with the same session. Latencies are integer nanoseconds until the end.
+
+Two gates a search sets per trial spare it timings whose fate is known
+(:class:`Protocol`): ``quality_floor`` (a quality ratio under the hard constraint ends the
+trial before any timing: quality depends on the artifact, never on its speed) and
+``abort_p50_ms`` (after warm-up, ``probe_calls`` timed calls; a probe p50 above it ends the
+timing, ``pruned``: the search's incumbent is that many times faster).
 
 Stability: the latency samples are cut into ``blocks`` contiguous blocks; the CV of the
 block medians decides ``stable`` (≤ 5%), ``noisy`` (≤ 10%) or ``unstable``.
@@ -54,6 +60,9 @@ class Protocol:
     max_latency_s: float = 60.0
     throughput_s: float = 1.0
     blocks: int = 10
+    quality_floor: float | None = None
+    abort_p50_ms: float | None = None
+    probe_calls: int = 32
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -173,11 +182,33 @@ def _busy(times: Any) -> float:
     return sum(times) - idle
 
 
+def probe(run: Run, feed: dict[str, np.ndarray], protocol: Protocol) -> dict[str, Any] | None:
+    """The abort gate: ``probe_calls`` timed calls; their figures if the p50 is above
+    ``abort_p50_ms`` (then timing stops), else None."""
+    if protocol.abort_p50_ms is None:
+        return None
+    clock = time.perf_counter_ns
+    samples = []
+    for _ in range(protocol.probe_calls):
+        before = clock()
+        run(feed)
+        samples.append(clock() - before)
+    p50 = float(np.median(samples)) / 1e6
+    if p50 <= protocol.abort_p50_ms:
+        return None
+    return {"probe_calls": len(samples), "probe_p50_ms": p50,
+            "abort_p50_ms": protocol.abort_p50_ms}
+
+
 def measure_session(run: Run, feed: dict[str, np.ndarray], batch: int,
                     protocol: Protocol) -> dict[str, Any]:
-    """Run the timing part of the protocol on one loaded session."""
+    """Run the timing part of the protocol on one loaded session; ``{"pruned": …}`` when
+    the probe says the artifact is far behind (see :func:`probe`)."""
     check_finite(run(feed))
     warmup = warm_up(run, feed, protocol)
+    stopped = probe(run, feed, protocol)
+    if stopped is not None:
+        return {"pruned": stopped, "warmup_calls": warmup}
     usage = CoreUsage()
     stats = latency_stats(time_calls(run, feed, protocol), protocol)
     stats |= offline_throughput(run, feed, batch, protocol)

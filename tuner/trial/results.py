@@ -56,6 +56,10 @@ class Stability(StrEnum):
 class TrialState(StrEnum):
     COMPLETE = "complete"
     FAILED = "failed"
+    # Quality measured and below the search's hard floor: the artifact was never timed.
+    INFEASIBLE = "infeasible"
+    # Timing stopped after a short probe far behind the incumbent: never a measured result.
+    PRUNED = "pruned"
 
     def is_finished(self) -> bool:
         return True
@@ -137,6 +141,11 @@ class TrialResult(BaseModel):
     @property
     def ok(self) -> bool:
         return self.state is TrialState.COMPLETE
+
+    @property
+    def quality_known(self) -> bool:
+        """Its quality was measured: complete, or stopped by a gate after quality."""
+        return self.state in (TrialState.COMPLETE, TrialState.INFEASIBLE, TrialState.PRUNED)
 
     def metric(self, name: str) -> float | None:
         value = getattr(self.metrics, name)

@@ -121,7 +121,7 @@ def run_trial(workload: Workload, config: Configuration, *, protocol: Protocol |
                 "protocol": protocol.as_dict()}
         begin = time.perf_counter()
         stats = run_worker(spec, timeout_s=timeout_s, threads=config.threads)
-        if stats["stability"] == Stability.UNSTABLE:
+        if stats.get("stability") == Stability.UNSTABLE:
             stats = run_worker(spec, timeout_s=timeout_s, threads=config.threads)
             stats["remeasured"] = True
         timings["measure_wall_s"] = time.perf_counter() - begin
@@ -129,12 +129,40 @@ def run_trial(workload: Workload, config: Configuration, *, protocol: Protocol |
         return TrialResult(**record, state=TrialState.FAILED, error=str(exc),
                            failed_stage=exc.stage, timings=timings,
                            finished_at=datetime.now(UTC))
-    metrics = _metrics(stats, workload, profile, config, artifact.model_size_bytes,
-                       artifact.build_s, float(artifact.details.get("tune_s", 0.0)))
     measurement = {k: v for k, v in stats.items() if k not in Metrics.model_fields}
     measurement["protocol"] = protocol.as_dict()
+    tune_s = float(artifact.details.get("tune_s", 0.0))
+    if stats.get("timed") is False or "pruned" in stats:
+        state, error, stage = _stopped(stats, workload, protocol)
+        metrics = Metrics(quality=stats["quality"], quality_ratio=_ratio(stats, workload),
+                          model_size_bytes=artifact.model_size_bytes, build_s=artifact.build_s,
+                          tune_s=tune_s)
+        return TrialResult(**record, state=state, error=error, failed_stage=stage,
+                           metrics=metrics, measurement=measurement, timings=timings,
+                           finished_at=datetime.now(UTC))
+    metrics = _metrics(stats, workload, profile, config, artifact.model_size_bytes,
+                       artifact.build_s, tune_s)
     return TrialResult(**record, state=TrialState.COMPLETE, metrics=metrics,
                        measurement=measurement, timings=timings, finished_at=datetime.now(UTC))
+
+
+def _ratio(stats: dict[str, Any], workload: Workload) -> float | None:
+    reference = workload.reference_quality
+    return stats["quality"] / reference if reference > 0 else None
+
+
+def _stopped(stats: dict[str, Any], workload: Workload,
+             protocol: Protocol) -> tuple[TrialState, str, str]:
+    """State, reason and stage of a trial a gate of ``protocol`` stopped before its timing."""
+    if stats.get("timed") is False:
+        return (TrialState.INFEASIBLE,
+                f"quality_ratio {_ratio(stats, workload):.4g} is under the search's quality "
+                f"floor {protocol.quality_floor:g}: not timed", "quality")
+    pruned = stats["pruned"]
+    return (TrialState.PRUNED,
+            f"pruned: probe p50 {pruned['probe_p50_ms']:.4g} ms over {pruned['probe_calls']} "
+            f"calls is above the abort line {pruned['abort_p50_ms']:.4g} ms (a multiple of "
+            "the incumbent's p90): timing stopped", "measure")
 
 
 def _record(workload: Workload, config: Configuration, profile: HardwareProfile, *,
@@ -189,12 +217,11 @@ def _metrics(stats: dict[str, Any], workload: Workload, profile: HardwareProfile
     throughput = stats["throughput_per_s"]
     power, power_source = estimate_power_w(profile, config.threads)
     cost, price_source = cost_per_million_usd(profile, throughput)
-    reference = workload.reference_quality
     return Metrics(
         latency_p50_ms=stats["latency_p50_ms"], latency_p90_ms=stats["latency_p90_ms"],
         latency_p99_ms=stats["latency_p99_ms"], latency_mean_ms=stats["latency_mean_ms"],
         throughput_per_s=throughput, quality=stats["quality"],
-        quality_ratio=stats["quality"] / reference if reference > 0 else None,
+        quality_ratio=_ratio(stats, workload),
         model_size_bytes=model_size, peak_rss_bytes=stats["peak_rss_bytes"], build_s=build_s,
         tune_s=tune_s,
         power_w=power, energy_mj_per_inference=energy_mj_per_inference(power, throughput),

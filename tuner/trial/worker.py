@@ -71,12 +71,17 @@ def measure_task(spec: dict[str, Any]) -> dict[str, Any]:
     start = time.perf_counter()
     session = get_backend(config.backend).load(artifact, config, threads=spec["threads"])
     load_s = time.perf_counter() - start
-    stats = measure_session(session.run, workload.example_feed(config.batch), config.batch,
-                            protocol)
     outputs = run_in_batches(workload.layout.wrap(session.run), workload.eval_inputs,
                              config.batch, pad=True)
     check_finite(outputs)
-    stats |= quality_of(workload, outputs)
+    stats = quality_of(workload, outputs)
+    reference = workload.reference_quality
+    ratio = stats["quality"] / reference if reference > 0 else None
+    if protocol.quality_floor is not None and ratio is not None and ratio < protocol.quality_floor:
+        stats["timed"] = False  # quality decides the trial: timing it would tell nothing
+    else:
+        stats |= measure_session(session.run, workload.example_feed(config.batch),
+                                 config.batch, protocol)
     stats["load_s"] = load_s
     stats["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     stats["cpus"] = sorted(os.sched_getaffinity(0))
