@@ -50,6 +50,7 @@ bench: install
 	$(PY) bench/warm_start.py
 	$(PY) bench/quantization.py
 	$(PY) bench/tvm_vs_ort.py
+	$(PY) bench/backends.py
 	$(PY) bench/leaderboard_load.py
 	$(PY) bench/leaderboard_fuzz.py
 

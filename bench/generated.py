@@ -70,6 +70,21 @@ class _Graph:
         y = self.op("Add", [y, self.const(bias)])
         return self.op("Relu", [y]) if relu else y
 
+    def attention(self, h: str, width: int) -> str:
+        """One pre-LN single-head self-attention block with a 4× FFN, a residual around
+        each, on ``h`` of shape [N, T, width]."""
+        ones, zeros = np.ones(width, np.float32), np.zeros(width, np.float32)
+        normed = self.op("LayerNormalization", [h, self.const(ones), self.const(zeros)], axis=-1)
+        q, k, v = (self.op("MatMul", [normed, self.weight((width, width), width, 0.5)])
+                   for _ in range(3))
+        scores = self.op("Mul", [self.op("MatMul", [q, self.op("Transpose", [k], perm=[0, 2, 1])]),
+                                 self.const(np.array(1 / np.sqrt(width), np.float32))])
+        mixed = self.op("MatMul", [self.op("Softmax", [scores], axis=-1), v])
+        h = self.op("Add", [h, self.op("MatMul", [mixed, self.weight((width, width), width, 0.5)])])
+        ffn = self.dense(self.op("LayerNormalization", [h, self.const(ones), self.const(zeros)],
+                                 axis=-1), width, 4 * width)
+        return self.op("Add", [h, self.dense(ffn, 4 * width, width, relu=False)])
+
     def save(self, path: Path, x_shape: list, out: str, out_shape: list,
              dtype: int = TensorProto.FLOAT) -> None:
         self.nodes.append(helper.make_node("Identity", [out], ["logits"]))
@@ -281,19 +296,9 @@ def _attention(path: Path, seed: int, seq: int, width: int, blocks: int) -> tupl
     """Token ids → embedding → ``blocks`` pre-LN single-head self-attention blocks with a
     4× FFN → 8 tags per token."""
     g = _Graph(seed=seed)
-    ones, zeros = np.ones(width, np.float32), np.zeros(width, np.float32)
     h = g.op("Gather", [g.weight((VOCAB, width), 2), "x"])
     for _ in range(blocks):
-        normed = g.op("LayerNormalization", [h, g.const(ones), g.const(zeros)], axis=-1)
-        q, k, v = (g.op("MatMul", [normed, g.weight((width, width), width, 0.5)])
-                   for _ in range(3))
-        scores = g.op("Mul", [g.op("MatMul", [q, g.op("Transpose", [k], perm=[0, 2, 1])]),
-                              g.const(np.array(1 / np.sqrt(width), np.float32))])
-        mixed = g.op("MatMul", [g.op("Softmax", [scores], axis=-1), v])
-        h = g.op("Add", [h, g.op("MatMul", [mixed, g.weight((width, width), width, 0.5)])])
-        ffn = g.dense(g.op("LayerNormalization", [h, g.const(ones), g.const(zeros)], axis=-1),
-                      width, 4 * width)
-        h = g.op("Add", [h, g.dense(ffn, 4 * width, width, relu=False)])
+        h = g.attention(h, width)
     g.save(path, ["N", seq], g.dense(h, width, 8, relu=False), ["N", seq, 8],
            dtype=TensorProto.INT64)
     return (seq,)
@@ -329,6 +334,28 @@ def attention_long(path: Path) -> tuple[int, ...]:
     return _attention(path, 65, 64, 160, 2)
 
 
+def _conv_attention(path: Path, seed: int, steps: int, features: int, width: int,
+                    classes: int) -> tuple[int, ...]:
+    """Frames x[N, T, F] → two 1-D convolutions over time (3 wide, ReLU) → one pre-LN
+    self-attention block → ``classes`` scores per frame, y[N, T, classes]: a speech- or
+    sensor-style sequence tagger with a 3-D output."""
+    g = _Graph(seed=seed)
+    h, channels = g.op("Transpose", ["x"], perm=[0, 2, 1]), features
+    for _ in range(2):
+        h = g.op("Relu", [g.op("Conv", [h, g.weight((width, channels, 3), channels * 3),
+                                        g.const(np.zeros(width, np.float32))], pads=[1, 1])])
+        channels = width
+    h = g.attention(g.op("Transpose", [h], perm=[0, 2, 1]), width)
+    g.save(path, ["N", steps, features], g.dense(h, width, classes, relu=False),
+           ["N", steps, classes])
+    return (steps, features)
+
+
+def conv_attention(path: Path) -> tuple[int, ...]:
+    """48 frames of 24 features, convolutions and attention at width 96, 12 tags per frame."""
+    return _conv_attention(path, 71, 48, 24, 96, 12)
+
+
 # Three families (dense, convolutional, attention) at several sizes: a knowledge store
 # with relatives of a new model is the case warm start is for. Held-out checks: the three
 # after gen-attention-large were added after the transfer plan's scales had been chosen on
@@ -350,6 +377,8 @@ GENERATED: dict[str, Callable[[Path], tuple[int, ...]]] = {
     "gen-attention-wide": attention_wide, "gen-trained-mid": trained_mid,
     "gen-mlp-square": mlp_square, "gen-mlp-stack": mlp_stack,
     "gen-conv-compact": conv_compact, "gen-attention-long": attention_long}
+# Built the same way for other benches (bench/backends.py), outside warm start's families.
+EXTRA: dict[str, Callable[[Path], tuple[int, ...]]] = {"gen-conv-attention": conv_attention}
 
 
 def build(name: str, folder: Path) -> Workload:
@@ -359,7 +388,7 @@ def build(name: str, folder: Path) -> Workload:
     # Written under this process's own names and renamed into place: two benches building
     # the same model at once must not read each other's half-written files.
     part = folder / f"model.{os.getpid()}.onnx"
-    shape = GENERATED[name](part)
+    shape = (GENERATED | EXTRA)[name](part)
     rng = np.random.default_rng(0)
     if name in TRAINED:
         x = _trained_inputs(name, ROWS)

@@ -120,7 +120,8 @@ def outlier_convnet(folder: Path, *, size: int = 64, rows: int = 300,
 
     Inputs are noisy renders of 10 blocky class templates; the head is fitted by ridge
     regression on the fp32 features, so agreement reflects real margins, and it reads every
-    position (no global pooling, which would average the int8 noise away).
+    position (no global pooling, which would average the int8 noise away). With
+    ``outliers=0`` there is no gain node: an ordinary convnet (bench/backends.py uses it).
     """
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
@@ -145,7 +146,8 @@ def outlier_convnet(folder: Path, *, size: int = 64, rows: int = 300,
     inits = [numpy_helper.from_array(w, f"k{i}") for i, w in enumerate(weights, 1)]
     inits += [numpy_helper.from_array(np.full(o, 0.05, np.float32), f"b{i}")
               for i, o in enumerate(channels[1:], 1)]
-    inits.append(numpy_helper.from_array(gain.reshape(1, -1, 1, 1), "gain"))
+    if outliers:
+        inits.append(numpy_helper.from_array(gain.reshape(1, -1, 1, 1), "gain"))
     nodes, previous = [], "image"
     for i in (1, 2, 3, 4):
         strides = [2, 2] if i in (2, 3) else [1, 1]
@@ -153,7 +155,7 @@ def outlier_convnet(folder: Path, *, size: int = 64, rows: int = 300,
                                    name=f"conv{i}", pads=[1, 1, 1, 1], strides=strides),
                   helper.make_node("Relu", [f"c{i}"], [f"r{i}"], name=f"relu{i}")]
         previous = f"r{i}"
-        if i == 2:
+        if i == 2 and outliers:
             nodes.append(helper.make_node("Mul", ["r2", "gain"], ["scaled"],
                                           name="outlier_gain"))
             previous = "scaled"

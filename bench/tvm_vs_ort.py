@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import sys
 import tempfile
@@ -52,7 +51,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import measure_rounds, save_rows, seed_home  # noqa: E402
+from bench.common import measure_rounds, prepare_home, save_rows  # noqa: E402
 
 ORT_CANDIDATES: dict[str, dict[str, dict[str, Any]]] = {
     "convnet": {"ort int8 static pc 1t": {"precision": "int8-static", "per_channel": True,
@@ -181,15 +180,6 @@ def print_table(rows: list[dict[str, Any]]) -> None:
                       number(row, "tune_s", ".0f"), number(row, "build_s", ".0f"),
                       row["stability"], row.get("search") or "")
     Console(width=220).print(table)
-
-
-def prepare_home(home: Path, keep_database: bool) -> None:
-    """A private home with the built workloads; without ``keep_database``, no tuning records
-    or artifacts from an earlier run, so every budget tunes from scratch."""
-    seed_home(home)
-    if not keep_database:
-        shutil.rmtree(home / "tvm-db", ignore_errors=True)
-        shutil.rmtree(home / "artifacts", ignore_errors=True)
 
 
 def main() -> None:

@@ -11,6 +11,10 @@ import pytest
 # Set before any Podium module reads it; every test in the session shares one cache.
 os.environ.setdefault("PODIUM_HOME", tempfile.mkdtemp(prefix="podium-test-home-"))
 os.environ.pop("PODIUM_NODE_PROFILES", None)
+# A search re-measures its best three side by side before it reports (tuner.search.confirm):
+# a dozen more worker processes per search. Tests of the search mechanics skip it; the
+# tests of confirmation ask for it.
+os.environ.setdefault("PODIUM_CONFIRM_TOP", "0")
 
 from tuner.trial.measure import Protocol
 

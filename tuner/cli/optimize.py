@@ -57,6 +57,8 @@ class LiveView:
         table.add_row(f"best {self.objective}",
                       f"{format_value(best.metric(self.objective))}  "
                       f"({_describe_record(best)})" if best else "— (none feasible yet)")
+        if s.get("note"):
+            table.add_row("now", s["note"])
         for line in self.recent:
             table.add_row("", line)
         return Group(table)
@@ -163,6 +165,24 @@ def _time_table(groups: list[dict[str, Any]]) -> Table:
     return table
 
 
+def _print_confirmation(confirmation: dict[str, Any]) -> None:
+    metric = confirmation["metric"]
+    table = Table(title=f"confirmation: {confirmation['rounds']} interleaved rounds, each "
+                        "measurement in a fresh process", title_justify="left")
+    for column in ("trial", f"{metric} by round", "median", "confirmed"):
+        table.add_column(column)
+    for row in [confirmation["baseline"], *confirmation["candidates"]]:
+        label = "baseline" if row is confirmation["baseline"] else row["trial_id"][:8]
+        table.add_row(label, ", ".join(format_value(v) for v in row["values"]),
+                      format_value(row["median"]), "yes" if row["confirmed"] else "no")
+    console.print(table)
+    if confirmation["order_changed"]:
+        console.print("[yellow]the confirmation reordered the search's best: "
+                      f"{' > '.join(t[:8] for t in confirmation['confirmed_order'])} "
+                      f"(search: {' > '.join(t[:8] for t in confirmation['search_order'])})"
+                      "[/yellow]", soft_wrap=True)
+
+
 def _report(result: Any) -> None:
     objective = result.objectives[0]
     console.print(f"study [bold]{result.study}[/bold] in {result.storage}: {result.n_trials} "
@@ -182,10 +202,17 @@ def _report(result: Any) -> None:
     if result.front:
         console.print(table)
     base = result.baseline.metric(objective) if result.baseline and result.baseline.ok else None
+    confirmation = result.confirmation
+    if confirmation is not None:
+        _print_confirmation(confirmation)
     if result.best is not None:
         best = result.best.metric(objective)
-        ratio = f" — {base / best:.2f}× vs the ORT default ({format_value(base)})" \
-            if base and best else ""
+        if confirmation is not None and confirmation.get("speedup"):
+            ratio = (f" — confirmed {confirmation['speedup']:.2f}× vs the ORT default over "
+                     f"{confirmation['rounds']} interleaved rounds")
+        else:
+            ratio = (f" — {base / best:.2f}× vs the ORT default ({format_value(base)}), "
+                     "not confirmed side by side" if base and best else "")
         console.print(f"[bold green]best {objective}: {format_value(best)}[/bold green] "
                       f"({_describe_record(result.best)}){ratio}")
         return

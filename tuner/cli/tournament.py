@@ -20,6 +20,7 @@ from tuner.cli import userconfig
 from tuner.cli.output import console, format_value
 from tuner.client import LeaderboardClient, LeaderboardRefused
 from tuner.errors import InputError, SubmissionRejected, WorkloadError
+from tuner.search.result import CONFIRMATION_KEY
 from tuner.trial.results import Stability, TrialResult
 
 _NO_TOURNAMENT = "no tournament {slug!r} at {url} (list them with `podium tournament list`)"
@@ -204,7 +205,8 @@ def read_results(path: Path, pick: str | None) -> list[TrialResult]:
 
 def _pick(data: dict[str, Any], pick: str, path: Path) -> list[TrialResult]:
     if pick == "best":
-        return [TrialResult.model_validate(data["best"])] if data.get("best") else []
+        best = {k: v for k, v in (data.get("best") or {}).items() if k != CONFIRMATION_KEY}
+        return [TrialResult.model_validate(best)] if best else []
     if pick == "pareto":
         return [TrialResult.model_validate(r) for r in data["pareto"]]
     pool = [r for r in [data.get("baseline"), *data["trials"]] if r]

@@ -101,6 +101,9 @@ class Executor(ABC):
     """
 
     running: dict[Any, Running]
+    # False where a second submission of a configuration cannot measure it afresh (a
+    # replayed table): confirmation needs fresh measurements.
+    remeasures: bool = True
 
     def start(self) -> None:  # noqa: B027 - optional hook
         """Acquire resources (connect to a cluster)."""

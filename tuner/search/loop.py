@@ -284,6 +284,10 @@ class SearchLoop:
             return outcome
         return failed_result(self.workload, config, outcome, stage="executor", seed=self.seed)
 
+    def announce(self, note: str) -> None:
+        """Tell the progress display what the search does besides trials (confirming)."""
+        self._emit("note", note=note)
+
     def _emit(self, event: str, **payload: Any) -> None:
         if self.progress is not None:
             running = [r.config for r in self.executor.running.values()]

@@ -19,9 +19,10 @@ from typing import Any
 from tuner.errors import ConfigError, HardwareError
 from tuner.hardware import load_profile
 from tuner.knowledge.store import KnowledgeStore
+from tuner.search.confirm import CONFIRM_ROUNDS, confirm, default_top
 from tuner.search.executor import Executor, RayExecutor
 from tuner.search.loop import PRUNE_FACTOR, Progress, SearchLoop
-from tuner.search.result import OptimizationResult, summarise
+from tuner.search.result import OptimizationResult, rank_key, summarise
 from tuner.search.space import Space, default_space, quality_floor
 from tuner.search.study import (
     KNOWLEDGE_USED_ATTR,
@@ -52,7 +53,8 @@ def optimize(workload: str | Workload = "digits", objectives: Sequence[str] = ("
              protocol: Protocol | None = None, progress: Progress | None = None,
              executor: Executor | None = None, defaults: bool = True,
              warm_start: bool = True, knowledge: KnowledgeStore | None = None,
-             prune_factor: float | None = PRUNE_FACTOR) -> OptimizationResult:
+             prune_factor: float | None = PRUNE_FACTOR, confirm_top: int | None = None,
+             confirm_rounds: int = CONFIRM_ROUNDS) -> OptimizationResult:
     """Search ``workload``'s configurations for the best under ``constraints``.
 
     Args:
@@ -80,6 +82,11 @@ def optimize(workload: str | Workload = "digits", objectives: Sequence[str] = ("
             probe p50 is above this many times the incumbent's p90 (``pruned``); None or 0
             times every candidate in full. An artifact under a ``quality_ratio`` floor is
             never timed, whatever this is.
+        confirm_top, confirm_rounds: before reporting, re-measure the best ``confirm_top``
+            feasible results and the baseline in ``confirm_rounds`` interleaved rounds, each
+            in a fresh worker process, and report the best and its speed-up from that
+            (``result.confirmation``; :mod:`tuner.search.confirm`). Default 3 (or
+            ``PODIUM_CONFIRM_TOP``); 0 skips it.
 
     Raises:
         InputError: unknown workload/metric/profile, bad constraint, bad space override.
@@ -132,9 +139,14 @@ def optimize(workload: str | Workload = "digits", objectives: Sequence[str] = ("
         loop.enqueue_defaults(baseline_config, strong=defaults and fresh)
         budget = trials if trials is not None else 10**9
         loop.run(budget, timeout_s)
+        result = summarise(optuna_study, study_name, storage, objectives, parsed, baseline)
+        top = default_top() if confirm_top is None else confirm_top
+        ranked = sorted(result.feasible, key=lambda r: rank_key(r, objectives[0]))[:top]
+        if top > 0 and ranked and baseline.ok and executor.remeasures:
+            result.confirm(confirm(executor, chosen, ranked, baseline, objectives[0],
+                                   rounds=confirm_rounds, seed=seed, progress=loop.announce))
     finally:
         executor.stop()
-    result = summarise(optuna_study, study_name, storage, objectives, parsed, baseline)
     result.sampler, result.sampler_reason = used, reason
     if knowledge is not None:
         knowledge.record([baseline, *result.results], workload_fp, f"local study {study_name}")

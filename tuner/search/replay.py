@@ -19,6 +19,8 @@ from workloads.base import Workload
 class TableExecutor(Executor):
     """An executor whose "measurements" are lookups in ``table`` (digest → TrialResult)."""
 
+    remeasures = False
+
     def __init__(self, table: dict[str, TrialResult], *, profiles: dict[str, int]) -> None:
         self.table = table
         self.profiles = profiles  # profile → CPUs of its (single) node

@@ -18,6 +18,7 @@ from tuner.trial.constraints import Constraint, feasible, unmet, violations
 from tuner.trial.results import METRIC_DIRECTIONS, TrialResult
 
 NEAREST = 3
+CONFIRMATION_KEY = "confirmation"  # in the JSON's ``best``, beside the TrialResult's fields
 
 
 @dataclass
@@ -39,6 +40,8 @@ class OptimizationResult:
     sampler_reason: str = ""  # why ``auto`` chose it
     # Trials by outcome and reason with their time (:func:`tuner.search.breakdown`).
     time_by_outcome: list[dict[str, Any]] = field(default_factory=list)
+    # The side-by-side re-measurement the best comes from (:mod:`tuner.search.confirm`).
+    confirmation: dict[str, Any] | None = None
 
     @property
     def n_trials(self) -> int:
@@ -61,11 +64,22 @@ class OptimizationResult:
 
         return pd.DataFrame([r.flat() for r in self.front])
 
+    def confirm(self, confirmation: dict[str, Any]) -> None:
+        """Take the best from ``confirmation``: the candidate whose re-measured median is
+        best. Where no candidate's re-measurement held up, the search's best stays, and
+        the confirmation record says none was confirmed."""
+        self.confirmation = confirmation
+        by_id = {r.trial_id: r for r in self.feasible}
+        self.best = by_id.get(confirmation.get("best_trial_id") or "", self.best)
+
     def as_dict(self) -> dict[str, Any]:
         dump = lambda r: r.model_dump(mode="json") if r else None  # noqa: E731
+        best = dump(self.best)
+        if best is not None and self.confirmation is not None:
+            best[CONFIRMATION_KEY] = self.confirmation
         return {"study": self.study, "storage": self.storage, "objectives": self.objectives,
                 "constraints": self.constraints, "baseline": dump(self.baseline),
-                "best": dump(self.best), "pareto": [dump(r) for r in self.front],
+                "best": best, "pareto": [dump(r) for r in self.front],
                 "nearest": [{"trial": dump(n["trial"]), "unmet": n["unmet"]}
                             for n in self.nearest],
                 "trials": [dump(r) for r in self.results], "n_trials": self.n_trials,
@@ -80,20 +94,21 @@ class OptimizationResult:
         return text
 
 
-def _key(result: TrialResult, objective: str) -> float:
+def rank_key(result: TrialResult, objective: str) -> float:
+    """Sort key: better results first on ``objective``, those without a value last."""
     value = result.metric(objective)
     sign = 1.0 if METRIC_DIRECTIONS[objective] == "minimize" else -1.0
     return sign * value if value is not None else float("inf")
 
 
 def best_of(results: list[TrialResult], objective: str) -> TrialResult | None:
-    ranked = sorted(results, key=lambda r: (_key(r, objective), r.started_at))
+    ranked = sorted(results, key=lambda r: (rank_key(r, objective), r.started_at))
     return ranked[0] if ranked else None
 
 
 def pareto_front(results: list[TrialResult], objectives: list[str]) -> list[TrialResult]:
     """Non-dominated results over ``objectives`` (ties on every objective all kept)."""
-    points = [(r, [_key(r, o) for o in objectives]) for r in results]
+    points = [(r, [rank_key(r, o) for o in objectives]) for r in results]
     front = []
     for result, values in points:
         dominated = any(all(o <= v for o, v in zip(other, values, strict=True))
@@ -101,7 +116,7 @@ def pareto_front(results: list[TrialResult], objectives: list[str]) -> list[Tria
                         for _, other in points)
         if not dominated:
             front.append(result)
-    return sorted(front, key=lambda r: _key(r, objectives[0]))
+    return sorted(front, key=lambda r: rank_key(r, objectives[0]))
 
 
 def summarise(study: Any, name: str, storage: str, objectives: list[str],
