@@ -51,6 +51,7 @@ bench: install
 	$(PY) bench/quantization.py
 	$(PY) bench/tvm_vs_ort.py
 	$(PY) bench/backends.py
+	$(PY) bench/budget.py
 	$(PY) bench/leaderboard_load.py
 	$(PY) bench/leaderboard_fuzz.py
 

@@ -147,7 +147,8 @@ def search(workload, backend: str, args: argparse.Namespace, protocol) -> dict[s
                           trials=args.trials, space=space, storage=MEMORY,
                           study=f"{workload.name}-{backend}", warm_start=False,
                           protocol=protocol, seed=args.seed,
-                          trial_timeout_s=args.trial_timeout)
+                          trial_timeout_s=args.trial_timeout,
+                          confirm_top=0)  # the bench re-measures side by side itself
     except PodiumError as exc:
         print(f"    search failed: {exc}", flush=True)
         return {"error": str(exc), "search_s": time.perf_counter() - start}

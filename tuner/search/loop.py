@@ -54,10 +54,11 @@ class SearchLoop:
     def __init__(self, workload: Workload, study: Any, suggester: Suggester,
                  executor: Executor, objectives: list[str], constraints: list[Constraint],
                  *, seed: int, progress: Progress | None,
-                 prune_factor: float | None = PRUNE_FACTOR) -> None:
+                 prune_factor: float | None = PRUNE_FACTOR, staged: bool = True) -> None:
         self.workload, self.study, self.suggester = workload, study, suggester
         self.executor, self.objectives, self.constraints = executor, objectives, constraints
         self.seed, self.progress, self.prune_factor = seed, progress, prune_factor
+        self.staged = staged  # False: no gates, no dead artifacts (bench/budget.py's "before")
         self.cache: dict[str, TrialResult] = {}
         self.dead: dict[str, TrialResult] = {}  # artifact digest → why it cannot win (_remember)
         for result in measured_digests(study).values():
@@ -184,7 +185,9 @@ class SearchLoop:
 
     def _gates(self) -> dict[str, float]:
         """The protocol gates of the next trial (see the module docstring)."""
-        gates = {}
+        gates: dict[str, float] = {}
+        if not self.staged:
+            return gates
         floor = quality_floor(self.constraints)
         if floor is not None:
             gates["quality_floor"] = floor
@@ -205,7 +208,7 @@ class SearchLoop:
         dead = ((result.state is TrialState.FAILED and result.failed_stage == "build")
                 or result.state is TrialState.INFEASIBLE
                 or quality_shortfall(self.constraints, result) > 0)
-        if dead:
+        if dead and self.staged:
             self.dead.setdefault(artifact_digest(Configuration.parse(result.config)), result)
 
     def _taken(self) -> set[str]:

@@ -53,7 +53,8 @@ def optimize(workload: str | Workload = "digits", objectives: Sequence[str] = ("
              protocol: Protocol | None = None, progress: Progress | None = None,
              executor: Executor | None = None, defaults: bool = True,
              warm_start: bool = True, knowledge: KnowledgeStore | None = None,
-             prune_factor: float | None = PRUNE_FACTOR, confirm_top: int | None = None,
+             prune_factor: float | None = PRUNE_FACTOR, staged: bool = True,
+             confirm_top: int | None = None,
              confirm_rounds: int = CONFIRM_ROUNDS) -> OptimizationResult:
     """Search ``workload``'s configurations for the best under ``constraints``.
 
@@ -82,6 +83,9 @@ def optimize(workload: str | Workload = "digits", objectives: Sequence[str] = ("
             probe p50 is above this many times the incumbent's p90 (``pruned``); None or 0
             times every candidate in full. An artifact under a ``quality_ratio`` floor is
             never timed, whatever this is.
+        staged: False turns off the quality gate, pruning and the answers from dead
+            artifacts (every suggestion is built and timed in full): only for comparing
+            against how searches ran before them (``bench/budget.py``).
         confirm_top, confirm_rounds: before reporting, re-measure the best ``confirm_top``
             feasible results and the baseline in ``confirm_rounds`` interleaved rounds, each
             in a fresh worker process, and report the best and its speed-up from that
@@ -132,7 +136,8 @@ def optimize(workload: str | Workload = "digits", objectives: Sequence[str] = ("
                                     constraints=parsed)
             optuna_study.set_user_attr(KNOWLEDGE_USED_ATTR, sum(counts.values()))
         loop = SearchLoop(chosen, optuna_study, suggester, executor, objectives, parsed,
-                          seed=seed, progress=progress, prune_factor=prune_factor)
+                          seed=seed, progress=progress, prune_factor=prune_factor,
+                          staged=staged)
         baseline_config = Configuration(variant=chosen.reference, threads=cores,
                                         hardware=profiles[0].name)
         baseline = loop.baseline(baseline_config)

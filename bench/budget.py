@@ -1,0 +1,135 @@
+"""Where does a search's budget go? The same budget with the staged search and without it.
+
+For each workload (the built-ins and ``user-convnet``, a conv classifier built here as a
+user's ``--model/--data`` would be, see ``bench/backends.py``), the same latency search —
+``latency_p90_ms`` under ``quality_ratio >= 0.99``, ``--trials`` trials, cold (no
+knowledge store, no warm start) — runs in two modes, one after the other:
+
+- ``before``: how searches ran before the staged search: the old default space (batches 1,
+  8 and 32 whatever the objective, TVM in it untuned), every suggestion built and timed in
+  full (``staged=False``: no quality gate, no pruning, no answers from dead artifacts);
+- ``after``: today's search: the space fit to the request, quality scored before timing,
+  dominated timings pruned, dead artifacts answered from their record.
+
+Both end with the same confirmation (the best 3 and the baseline re-measured side by side,
+3 interleaved rounds), so "best" is a confirmed speed-up over the ORT default in both.
+Each run is a child process with its own fresh PODIUM_HOME (no artifact built by one mode
+is a cache hit for the other) and its own local Ray. Reported per run: wall time (search
+and confirmation), trials measured, trials wasted (failed + pruned + infeasible + unstable,
+and the seconds they took), the confirmed speed-up and the winning configuration.
+
+    python bench/budget.py [--workloads digits convnet encoder user-convnet] [--trials 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.common import host_facts, print_host, save_rows, seed_home  # noqa: E402
+
+OBJECTIVE, CONSTRAINT = "latency_p90_ms", "quality_ratio >= 0.99"
+MODES = ("before", "after")
+# The default space before it was fit to the request: every batch, TVM untuned.
+BEFORE_SPACE = {"batch": [1, 8, 32], "backend": ["ort", "openvino", "tvm"],
+                "tvm_tuning_trials": 0}
+WASTED = ("failed", "pruned", "infeasible", "unstable")
+
+
+def one_run(workload_name: str, mode: str, trials: int, seed: int) -> dict[str, Any]:
+    """The search of one mode on one workload, in this process (the child)."""
+    from bench.backends import load
+    from tuner.search.optimize import optimize
+    from tuner.search.study import MEMORY
+
+    workload, _ = load(workload_name, Path(os.environ["PODIUM_HOME"]) / "user-models")
+    before = mode == "before"
+    start = time.perf_counter()
+    result = optimize(workload, [OBJECTIVE], [CONSTRAINT], trials=trials, seed=seed,
+                      space=BEFORE_SPACE if before else None, staged=not before,
+                      prune_factor=None if before else 3.0, storage=MEMORY,
+                      study=f"{workload_name}-{mode}", warm_start=False)
+    wall = time.perf_counter() - start
+    groups = result.time_by_outcome
+    confirmation = result.confirmation or {}
+    best = result.best
+    return {
+        "workload": workload_name, "mode": mode, "trials": result.n_trials, "wall_s": wall,
+        "wasted_trials": sum(g["trials"] for g in groups if g["outcome"] in WASTED),
+        "wasted_s": sum(g["seconds"] for g in groups if g["outcome"] in WASTED),
+        "trial_s": sum(g["seconds"] for g in groups),
+        "time_by_outcome": groups,
+        "speedup": confirmation.get("speedup"),
+        "confirmed": confirmation.get("best_trial_id") is not None,
+        "best": best.config if best is not None else None}
+
+
+def child(workload_name: str, mode: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Run one mode in a child process with a fresh home; its result row."""
+    with tempfile.TemporaryDirectory(prefix=f"podium-budget-{mode}-") as home:
+        seed_home(Path(home))
+        out = Path(home) / "row.json"
+        command = [sys.executable, __file__, "--child", workload_name, mode, str(out),
+                   "--trials", str(args.trials), "--seed", str(args.seed)]
+        env = os.environ | {"PODIUM_HOME": home}
+        env.pop("PODIUM_CONFIRM_TOP", None)
+        done = subprocess.run(command, env=env, check=False)
+        if done.returncode != 0 or not out.exists():
+            return {"workload": workload_name, "mode": mode,
+                    "error": f"the run exited with status {done.returncode}"}
+        return json.loads(out.read_text())
+
+
+def describe(row: dict[str, Any]) -> str:
+    if "error" in row:
+        return f"{row['workload']:<13} {row['mode']:<7} {row['error']}"
+    speedup = f"{row['speedup']:.2f}×" if row.get("speedup") else "—"
+    best = row["best"] or {}
+    config = " ".join(str(best.get(k)) for k in ("backend", "precision", "threads", "batch")
+                      if best.get(k) is not None) or "none feasible"
+    return (f"{row['workload']:<13} {row['mode']:<7} {row['wall_s']:7.0f} s  "
+            f"{row['trials']:3d} trials  {row['wasted_trials']:3d} wasted "
+            f"({row['wasted_s']:5.0f} s)  best {speedup:>6}  {config}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workloads", nargs="+",
+                        default=["digits", "convnet", "encoder", "user-convnet"])
+    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
+    parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "budget.json")
+    parser.add_argument("--child", nargs=3, metavar=("WORKLOAD", "MODE", "OUT"),
+                        help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        name, mode, out = args.child
+        Path(out).write_text(json.dumps(one_run(name, mode, args.trials, args.seed),
+                                        default=str))
+        return
+    host = host_facts()
+    print_host(host)
+    print(f"{args.trials}-trial latency search ({OBJECTIVE} under {CONSTRAINT}), cold; "
+          f"best = confirmed speed-up over the ORT default")
+    rows = []
+    for name in args.workloads:
+        for mode in args.modes:
+            row = child(name, mode, args) | {"host": host["cpu_model"], "isa": host["isa"]}
+            rows.append(row)
+            save_rows(args.out, rows)
+            print(describe(row), flush=True)
+
+
+if __name__ == "__main__":
+    main()
