@@ -22,10 +22,25 @@ pytestmark = pytest.mark.slow
 STANDARD_OPS = {"Conv", "Relu", "MaxPool", "AveragePool", "Flatten", "Gemm"}
 
 
+def _build(out_dir: Path) -> BuildOutput:
+    return RECIPE.build(out_dir)
+
+
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, BuildOutput]:
-    out_dir = tmp_path_factory.mktemp("convnet")
-    return out_dir, RECIPE.build(out_dir)
+def builds(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Path, BuildOutput]]:
+    """Two independent builds, in two processes at once (training runs on one thread):
+    the determinism test compares them, the others read the first."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    folders = [tmp_path_factory.mktemp("convnet"), tmp_path_factory.mktemp("convnet-again")]
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(zip(folders, pool.map(_build, folders), strict=True))
+
+
+@pytest.fixture(scope="module")
+def built(builds: list[tuple[Path, BuildOutput]]) -> tuple[Path, BuildOutput]:
+    return builds[0]
 
 
 def _session(path: Path) -> ort.InferenceSession:
@@ -97,12 +112,11 @@ def test_split_is_disjoint() -> None:
     assert not (seen[0] & seen[1] or seen[0] & seen[2] or seen[1] & seen[2])
 
 
-def test_build_is_deterministic(built: tuple[Path, BuildOutput], tmp_path: Path) -> None:
-    out_dir, out = built
-    again = RECIPE.build(tmp_path)
+def test_build_is_deterministic(builds: list[tuple[Path, BuildOutput]]) -> None:
+    (out_dir, out), (again_dir, again) = builds
     assert again.variants == out.variants
     for variant in out.variants:
-        assert (tmp_path / variant.filename).read_bytes() == \
+        assert (again_dir / variant.filename).read_bytes() == \
             (out_dir / variant.filename).read_bytes()
     assert np.array_equal(again.eval_inputs["image"], out.eval_inputs["image"])
     assert np.array_equal(again.calib_inputs["image"], out.calib_inputs["image"])

@@ -7,12 +7,7 @@ knowledge store would otherwise answer configurations other tests measured.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import stat
-import subprocess
-import sys
-import time
 
 import pytest
 
@@ -20,7 +15,6 @@ from tests.conftest import FAST_PROTOCOL
 from tuner.errors import ConfigError, ConstraintError, HardwareError
 from tuner.hardware import load_profile
 from tuner.search.optimize import optimize
-from tuner.search.study import finished_results
 
 SMALL = {"backend": "ort", "batch": 1, "threads": 1, "ort_graph_optimization": "all",
          "precision": ["fp32", "int8-dynamic"], "per_channel": False}
@@ -243,46 +237,3 @@ def test_a_study_for_another_search_is_not_resumed(tmp_path):
     _optimize(tmp_path, trials=1)
     with pytest.raises(ConfigError, match="different search"):
         _optimize(tmp_path, trials=1, constraints=["quality_ratio >= 0.5"])
-
-
-KILLED_SEARCH = """
-import sys
-from tests.conftest import FAST_PROTOCOL
-from tuner.search.optimize import optimize
-optimize("digits", ["latency_p90_ms"], ["quality_ratio >= 0.95"], trials=int(sys.argv[2]),
-         space={space}, storage=sys.argv[1], study="k", protocol=FAST_PROTOCOL,
-         warm_start=False)
-"""
-
-
-@pytest.mark.slow
-def test_kill_9_and_resume_loses_nothing_and_measures_nothing_twice(tmp_path):
-    import optuna
-
-    storage = f"sqlite:///{tmp_path / 'k.db'}"
-    script = KILLED_SEARCH.replace("{space}", repr(SMALL | {"precision": ["fp32", "fp16",
-                                                                         "int8-dynamic"]}))
-    env = dict(os.environ)
-    for kill_after in (1, 2):
-        process = subprocess.Popen([sys.executable, "-c", script, storage, "6"], env=env,
-                                   start_new_session=True)
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:
-            time.sleep(0.5)
-            try:
-                done = finished_results(optuna.load_study(study_name="k", storage=storage))
-            except Exception:
-                continue
-            if len(done) >= kill_after:
-                break
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-    before = {r.trial_id for r in finished_results(optuna.load_study(study_name="k",
-                                                                     storage=storage))}
-    assert before
-    result = optimize("digits", ["latency_p90_ms"], ["quality_ratio >= 0.95"], trials=6,
-                      space=SMALL | {"precision": ["fp32", "fp16", "int8-dynamic"]},
-                      storage=storage, study="k", protocol=FAST_PROTOCOL, warm_start=False)
-    after = {r.trial_id for r in result.results}
-    assert before <= after
-    assert len({r.config_digest for r in result.results}) == len(result.results)

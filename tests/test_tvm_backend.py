@@ -193,15 +193,3 @@ def test_load_runs_exactly_the_requested_threads(tmp_path: Path) -> None:
                             text=True)
     # Two workers: the calling thread runs task 0 and the pool adds one thread.
     assert result.stdout.split() == ["2", "1"]
-
-
-@pytest.mark.slow
-def test_metaschedule_tuning_gives_a_correct_library(tmp_path: Path) -> None:
-    model = _conv_model(tmp_path / "conv.onnx")
-    artifact, cfg = _build(model, tmp_path / "artifact", batch=4, tvm_tuning_trials=12)
-    details = artifact.details
-    assert details["tuning_trials"] == 12
-    assert details["tuning_tasks"] >= 2 and 0 < details["tuning_records"] <= 12
-    assert details["tuned_tasks"] == details["tuning_tasks"]
-    assert details["tune_s"] > 0
-    _check_against_ort(model, artifact, cfg, _images(4), rtol=1e-4, atol=1e-4)
