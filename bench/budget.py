@@ -46,7 +46,8 @@ BEFORE_SPACE = {"batch": [1, 8, 32], "backend": ["ort", "openvino", "tvm"],
 WASTED = ("failed", "pruned", "infeasible", "unstable")
 
 
-def one_run(workload_name: str, mode: str, trials: int, seed: int) -> dict[str, Any]:
+def one_run(workload_name: str, mode: str, trials: int, seed: int,
+            timeout_s: float | None) -> dict[str, Any]:
     """The search of one mode on one workload, in this process (the child)."""
     from bench.backends import load
     from tuner.search.optimize import optimize
@@ -58,13 +59,15 @@ def one_run(workload_name: str, mode: str, trials: int, seed: int) -> dict[str, 
     result = optimize(workload, [OBJECTIVE], [CONSTRAINT], trials=trials, seed=seed,
                       space=BEFORE_SPACE if before else None, staged=not before,
                       prune_factor=None if before else 3.0, storage=MEMORY,
-                      study=f"{workload_name}-{mode}", warm_start=False)
+                      study=f"{workload_name}-{mode}", warm_start=False,
+                      timeout_s=timeout_s)
     wall = time.perf_counter() - start
     groups = result.time_by_outcome
     confirmation = result.confirmation or {}
     best = result.best
     return {
         "workload": workload_name, "mode": mode, "trials": result.n_trials, "wall_s": wall,
+        "timed_out": timeout_s is not None and result.n_trials < trials,
         "wasted_trials": sum(g["trials"] for g in groups if g["outcome"] in WASTED),
         "wasted_s": sum(g["seconds"] for g in groups if g["outcome"] in WASTED),
         "trial_s": sum(g["seconds"] for g in groups),
@@ -81,6 +84,8 @@ def child(workload_name: str, mode: str, args: argparse.Namespace) -> dict[str, 
         out = Path(home) / "row.json"
         command = [sys.executable, __file__, "--child", workload_name, mode, str(out),
                    "--trials", str(args.trials), "--seed", str(args.seed)]
+        if args.timeout_s:
+            command += ["--timeout-s", str(args.timeout_s)]
         env = os.environ | {"PODIUM_HOME": home}
         env.pop("PODIUM_CONFIRM_TOP", None)
         done = subprocess.run(command, env=env, check=False)
@@ -99,7 +104,8 @@ def describe(row: dict[str, Any]) -> str:
                       if best.get(k) is not None) or "none feasible"
     return (f"{row['workload']:<13} {row['mode']:<7} {row['wall_s']:7.0f} s  "
             f"{row['trials']:3d} trials  {row['wasted_trials']:3d} wasted "
-            f"({row['wasted_s']:5.0f} s)  best {speedup:>6}  {config}")
+            f"({row['wasted_s']:5.0f} s)  best {speedup:>6}  {config}"
+            + ("  [stopped at --timeout-s]" if row.get("timed_out") else ""))
 
 
 def main() -> None:
@@ -109,14 +115,16 @@ def main() -> None:
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--timeout-s", type=float, default=None,
+                        help="stop submitting trials after this long (a run cut short says so)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "budget.json")
     parser.add_argument("--child", nargs=3, metavar=("WORKLOAD", "MODE", "OUT"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         name, mode, out = args.child
-        Path(out).write_text(json.dumps(one_run(name, mode, args.trials, args.seed),
-                                        default=str))
+        Path(out).write_text(json.dumps(one_run(name, mode, args.trials, args.seed,
+                                                args.timeout_s), default=str))
         return
     host = host_facts()
     print_host(host)

@@ -67,7 +67,7 @@ esac
 # Six configurations, (linear, mlp-64, mlp-2x256) x (fp32, int8-dynamic), searched
 # exhaustively by the grid sampler, so both runs measure the same set.
 GRID = SPACE | {"variant": ["linear", "mlp-64", "mlp-2x256"]}
-KILLS = 10
+KILLS = 6
 SEARCH = f"""
 import json, sys
 from tests.conftest import FAST_PROTOCOL

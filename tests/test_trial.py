@@ -169,14 +169,16 @@ def test_tvm_trial_end_to_end(digits, protocol, precision):
     assert result.measurement["eval_samples"] == digits.n_eval
 
 
-def test_tvm_features_change_the_artifact(digits, protocol):
-    native = run_trial(digits, Configuration.parse({"variant": "linear", "backend": "tvm"}),
-                       protocol=protocol)
-    generic = run_trial(digits, Configuration.parse(
-        {"variant": "linear", "backend": "tvm", "tvm_features": "generic"}), protocol=protocol)
-    assert native.ok and generic.ok
-    assert native.artifact["key"] != generic.artifact["key"]
-    assert generic.artifact["details"]["target"]["mcpu"] == "x86-64"
+def test_tvm_features_change_the_artifact(digits):
+    from tuner.hardware import load_profile
+    from tuner.trial.build import artifact_key, build_artifact
+
+    profile = load_profile("local")
+    native = Configuration.parse({"variant": "linear", "backend": "tvm"}).normalized()
+    generic = native.with_updates(tvm_features="generic").normalized()
+    assert artifact_key(digits, native, profile) != artifact_key(digits, generic, profile)
+    artifact, _ = build_artifact(digits, generic, profile)
+    assert artifact.details["target"]["mcpu"] == "x86-64"
 
 
 def test_a_quiet_core_is_not_contended(digits, protocol):
