@@ -109,6 +109,28 @@ def test_exploring_after_a_repeat_steps_one_decision_from_the_incumbent(digits):
         assert (moved.variant, moved.threads, moved.batch) == ("mlp-64", 1, 1)
 
 
+def _space_table(digits, space: dict, *, linear: dict) -> tuple[list, dict[str, TrialResult]]:
+    """Every configuration of ``space``, and a table of them plus the baseline: quality 1.0,
+    p90 rising with the index; the linear variant's rows take ``linear`` (its ``metrics``
+    entry updates the metrics; None leaves none, as a failed trial has)."""
+    configs = default_space(digits.variants, hardware=["local"],
+                            cores=2).restrict(space).configurations()
+    template = next(iter(_table(digits).values()))
+    table = {}
+    for index, config in enumerate([*configs, Configuration(variant=digits.reference,
+                                                            threads=2).normalized()]):
+        changes = dict(linear) if config.variant == "linear" else {}
+        metrics = template.metrics.model_copy(update={"quality_ratio": 1.0,
+                                                      "latency_p90_ms": 1.0 + index})
+        if "metrics" in changes:
+            extra = changes.pop("metrics")
+            metrics = Metrics() if extra is None else metrics.model_copy(update=extra)
+        table[config.digest()] = template.model_copy(update={
+            "config_digest": config.digest(), "trial_id": f"s{index}",
+            "config": config.as_dict(), "metrics": metrics, **changes})
+    return configs, table
+
+
 @pytest.mark.parametrize("sampler", ["auto", "grid"])
 def test_a_thread_twin_of_a_quality_failure_is_never_measured(digits, sampler):
     """The linear variant fails quality; its configurations on the other thread count
@@ -117,17 +139,7 @@ def test_a_thread_twin_of_a_quality_failure_is_never_measured(digits, sampler):
     space = {"backend": "ort", "batch": 1, "threads": [1, 2], "variant": ["linear", "mlp-64"],
              "precision": ["fp32", "fp16", "int8-dynamic"], "per_channel": False,
              "int8_keep_fp32": 0, "int8_op_types": "all", "ort_graph_optimization": "all"}
-    configs = default_space(digits.variants, hardware=["local"],
-                            cores=2).restrict(space).configurations()
-    template = next(iter(_table(digits).values()))
-    table = {}
-    for index, config in enumerate([*configs, Configuration(variant=digits.reference,
-                                                            threads=2).normalized()]):
-        quality = 0.9 if config.variant == "linear" else 1.0
-        table[config.digest()] = template.model_copy(update={
-            "config_digest": config.digest(), "trial_id": f"s{index}",
-            "config": config.as_dict(), "metrics": template.metrics.model_copy(
-                update={"quality_ratio": quality, "latency_p90_ms": 1.0 + index})})
+    configs, table = _space_table(digits, space, linear={"metrics": {"quality_ratio": 0.9}})
     executor = TableExecutor(table, profiles={"local": 2})
     result = optimize(digits, ["latency_p90_ms"], ["quality_ratio >= 0.99"], trials=1000,
                       space=space, sampler=sampler, seed=1, storage=MEMORY, study="r",
@@ -159,19 +171,9 @@ def test_a_failed_build_answers_every_runtime_variant_of_its_artifact(digits, sa
              "variant": ["linear", "mlp-64"], "precision": ["fp32", "int8-dynamic"],
              "per_channel": False, "int8_keep_fp32": 0, "int8_op_types": "all",
              "ort_graph_optimization": "all"}
-    configs = default_space(digits.variants, hardware=["local"],
-                            cores=2).restrict(space).configurations()
-    template = next(iter(_table(digits).values()))
-    table = {}
-    for index, config in enumerate([*configs, Configuration(variant=digits.reference,
-                                                            threads=2).normalized()]):
-        failed = {"state": TrialState.FAILED, "failed_stage": "build",
-                  "error": "the build failed", "metrics": Metrics()}
-        table[config.digest()] = template.model_copy(update={
-            "config_digest": config.digest(), "trial_id": f"s{index}",
-            "config": config.as_dict(), "metrics": template.metrics.model_copy(
-                update={"quality_ratio": 1.0, "latency_p90_ms": 1.0 + index}),
-            **(failed if config.variant == "linear" else {})})
+    _, table = _space_table(digits, space, linear={
+        "state": TrialState.FAILED, "failed_stage": "build", "error": "the build failed",
+        "metrics": None})
     executor = TableExecutor(table, profiles={"local": 2})
     storage = f"sqlite:///{tmp_path / 'study.db'}"  # a file, to read the answers back
     result = optimize(digits, ["latency_p90_ms"], ["quality_ratio >= 0.99"], trials=1000,
