@@ -158,7 +158,7 @@ def search(workload, backend: str, args: argparse.Namespace, protocol) -> dict[s
         "best": best, "trials": result.n_trials, "feasible": len(result.feasible),
         "search_s": time.perf_counter() - start, "sampler": result.sampler,
         "tried": [tried(r, reference) for r in result.results]}
-    # By state, not ``n_failed``: a trial stopped under the quality floor did not fail.
+    # By state: a trial stopped under the quality floor or pruned is not a failure.
     found["states"] = dict(Counter(t["state"] for t in found["tried"]))
     if best is None:
         found["why"] = why_none(result)

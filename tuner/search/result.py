@@ -15,7 +15,7 @@ from typing import Any
 from tuner.search.breakdown import where_time_went
 from tuner.search.study import PRIOR_ATTR, RESULT_ATTR, SOURCE_ATTR
 from tuner.trial.constraints import Constraint, feasible, unmet, violations
-from tuner.trial.results import METRIC_DIRECTIONS, TrialResult
+from tuner.trial.results import METRIC_DIRECTIONS, TrialResult, TrialState
 
 NEAREST = 3
 CONFIRMATION_KEY = "confirmation"  # in the JSON's ``best``, beside the TrialResult's fields
@@ -49,7 +49,9 @@ class OptimizationResult:
 
     @property
     def n_failed(self) -> int:
-        return sum(not r.ok for r in self.results)
+        """Trials that failed (build, measurement, executor); not those a gate stopped
+        (``infeasible``, ``pruned``), which ``time_by_outcome`` counts apart."""
+        return sum(r.state is TrialState.FAILED for r in self.results)
 
     @property
     def trials(self):
