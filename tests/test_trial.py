@@ -187,7 +187,11 @@ def test_a_quiet_core_is_not_contended(digits, protocol):
     quiet = run_trial(digits, Configuration.parse({"threads": 1}), protocol=protocol, cpus=[0])
     assert quiet.ok, quiet.error
     assert quiet.measurement["contention"] < CONTENDED
-    assert not quiet.measurement.get("contended") and quiet.instability() is None
+    assert not quiet.measurement.get("contended")
+    # Unstable it may still be (this VM now and then halves a µs-scale model's speed
+    # mid-run: block medians 0.030 vs 0.018 ms with the core quiet), but never blamed on
+    # other processes.
+    assert "other processes" not in (quiet.instability() or "")
 
 
 def test_another_process_on_the_measured_core_voids_the_measurement(digits, protocol,
