@@ -16,7 +16,8 @@ holds every import to this order:
 * ``workloads`` below all of them.
 
 ``import tuner`` is light: TVM, Ray and Optuna load only when a search or a trial needs
-them. The public entry point is :func:`optimize`.
+them. The public entry points are :func:`optimize` and :func:`load` (an exported bundle,
+opened through its own ``predict.py``: ``tuner.load(OUT_DIR).run(inputs)``).
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from tuner.search.optimize import optimize
     from tuner.search.result import OptimizationResult
+    from tuner.trial.bundle import load_bundle as load
 
-__all__ = ["OptimizationResult", "optimize"]
+__all__ = ["OptimizationResult", "load", "optimize"]
 
 
 def __getattr__(name: str) -> Any:
@@ -39,4 +41,8 @@ def __getattr__(name: str) -> Any:
         from tuner.search.result import OptimizationResult
 
         return OptimizationResult
+    if name == "load":
+        from tuner.trial.bundle import load_bundle
+
+        return load_bundle
     raise AttributeError(f"module 'tuner' has no attribute {name!r}")

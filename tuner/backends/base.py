@@ -39,7 +39,9 @@ per process (MEASUREMENT.md rule 2):
 * :meth:`Backend.load` opens an artifact for inference in a fresh measuring process and
   returns a :class:`Session` whose :meth:`Session.run` is the timed call, made from one
   thread at a time. ``threads`` is the number of cores the measuring process owns; the
-  session must not use more.
+  session must not use more. A backend that declares :attr:`~Backend.runtime_module` (a
+  standalone module of :mod:`tuner.backends.standalone`) and :meth:`~Backend.runtime` gets
+  ``load`` for free, and ``podium export`` can ship its artifacts.
 
 A session's inputs are what the model takes (:meth:`workloads.layout.Layout.feed`: each
 input's batch on its own axis, constants included) and its outputs are what the model
@@ -54,6 +56,7 @@ options are attributes, an option that is unset or does not apply reads ``None``
 
 from __future__ import annotations
 
+import hashlib
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
@@ -87,8 +90,12 @@ class Artifact:
     model_size_bytes: int
     build_s: float
     details: dict[str, Any] = field(default_factory=dict)
+    # sha256 of each of ``files``, taken when the build saved it: an exported bundle and a
+    # rebuilt artifact are checked against these (and against the trial record's copy).
+    checksums: dict[str, str] = field(default_factory=dict)
 
     def save(self) -> None:
+        self.checksums = {name: _sha256(self.path / name) for name in self.files}
         record = asdict(self)
         record["path"] = None
         (self.path / ARTIFACT_MANIFEST).write_text(json.dumps(record, indent=2, sort_keys=True))
@@ -98,6 +105,14 @@ class Artifact:
         record = json.loads((path / ARTIFACT_MANIFEST).read_text())
         record["path"] = path
         return cls(**record)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 class Session(ABC):
@@ -117,7 +132,8 @@ class Backend(ABC):
     """One inference engine: its declarations (class level) and its build and load.
 
     Every classmethod here is a declaration with a default a backend overrides only where
-    it has something to say; ``build`` and ``load`` are the two it must write.
+    it has something to say; ``build`` is the one it must write, and ``load`` unless it
+    declares a standalone :attr:`runtime_module`.
     """
 
     name: ClassVar[str]
@@ -140,6 +156,11 @@ class Backend(ABC):
     # a space that names it (``backend``, its precision or one of its options) brings it in.
     in_default_space: ClassVar[bool] = True
     left_out: ClassVar[str] = ""
+    # The module whose ``open_session(folder, runtime)`` opens this backend's artifacts with
+    # only numpy and the engine (:mod:`tuner.backends.standalone`): the default
+    # :meth:`load` calls it, and ``podium export`` ships it in the bundle. None: the backend
+    # writes its own :meth:`load`, and its winners cannot be exported.
+    runtime_module: ClassVar[str | None] = None
 
     @classmethod
     def option(cls, key: str) -> Option | None:
@@ -232,6 +253,23 @@ class Backend(ABC):
         :attr:`uses_held_out` takes a ``held_out`` keyword besides.
         """
 
-    @abstractmethod
+    @classmethod
+    def runtime(cls, artifact: Artifact, config: Any, *, threads: int) -> dict[str, Any]:
+        """Every option :attr:`runtime_module` opens ``artifact`` with under ``config`` on
+        ``threads`` cores, as JSON: the file names in the artifact folder, the session or
+        compile options, the thread counts. An exported bundle's ``inference.json`` carries
+        exactly this, so the deployed model opens the way it was timed."""
+        raise NotImplementedError(f"backend {cls.name!r} declares no standalone runtime")
+
     def load(self, artifact: Artifact, config: Any, *, threads: int) -> Session:
-        """Open ``artifact`` for inference using at most ``threads`` cores."""
+        """Open ``artifact`` for inference using at most ``threads`` cores.
+
+        Default: :attr:`runtime_module`'s ``open_session`` with :meth:`runtime`'s options.
+        A backend without a standalone runtime overrides this."""
+        if self.runtime_module is None:
+            raise NotImplementedError(f"backend {self.name!r} must define load()")
+        from importlib import import_module
+
+        module = import_module(self.runtime_module)
+        return module.open_session(artifact.path, self.runtime(artifact, config,
+                                                                threads=threads))

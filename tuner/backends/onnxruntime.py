@@ -15,7 +15,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tuner.backends.base import Artifact, Backend, Condition, Option, Precision, Session
+from tuner.backends.base import Artifact, Backend, Condition, Option, Precision
+from tuner.backends.standalone import onnxruntime as standalone
 from tuner.transforms.cleanup import GraphCleanup
 from tuner.transforms.precision import Calibration, Int8OpTypes, QuantFormat
 
@@ -92,21 +93,6 @@ OPTIONS = (
 )
 
 
-class OrtSession(Session):
-    def __init__(self, session: Any) -> None:
-        self._session = session
-        self.input_names = [i.name for i in session.get_inputs()]
-        # Named once here: ``run(None, ...)`` lists them again on every call.
-        self._outputs = [o.name for o in session.get_outputs()]
-        self._run = session.run
-
-    def run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
-        return self._run(self._outputs, inputs)
-
-    def close(self) -> None:
-        self._session = None
-
-
 class OrtBackend(Backend):
     name = "ort"
     export_format = "onnx"
@@ -114,6 +100,7 @@ class OrtBackend(Backend):
                   Precision.INT8_STATIC.value)
     options = OPTIONS
     packages = ("onnxruntime",)
+    runtime_module = standalone.__name__
 
     def build(self, model_path: Path, config: Configuration, out_dir: Path, *,
               calibration: dict[str, np.ndarray] | None, hardware: dict[str, Any],
@@ -128,22 +115,15 @@ class OrtBackend(Backend):
                         build_s=time.perf_counter() - start,
                         details={"providers": ["CPUExecutionProvider"]})
 
-    def load(self, artifact: Artifact, config: Configuration, *, threads: int) -> Session:
-        return OrtSession(create_session(artifact.path / MODEL_FILE, config, threads=threads))
-
-
-def create_session(model_path: Path, config: Configuration, *, threads: int) -> Any:
-    """An InferenceSession with exactly the options ``config`` names."""
-    import onnxruntime as ort
-
-    config = config.normalized()
-    options = ort.SessionOptions()
-    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel,
-                                               _LEVELS[config.ort_graph_optimization])
-    parallel = config.ort_execution_mode is ExecutionMode.PARALLEL
-    options.execution_mode = (ort.ExecutionMode.ORT_PARALLEL if parallel
-                              else ort.ExecutionMode.ORT_SEQUENTIAL)
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = threads if parallel else 1
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+    @classmethod
+    def runtime(cls, artifact: Artifact, config: Configuration, *,
+                threads: int) -> dict[str, Any]:
+        """The session options ``config`` names, for
+        :mod:`tuner.backends.standalone.onnxruntime`."""
+        config = config.normalized()
+        parallel = config.ort_execution_mode is ExecutionMode.PARALLEL
+        return {"model": MODEL_FILE, "providers": ["CPUExecutionProvider"],
+                "graph_optimization_level": _LEVELS[config.ort_graph_optimization],
+                "execution_mode": "ORT_PARALLEL" if parallel else "ORT_SEQUENTIAL",
+                "intra_op_num_threads": threads,
+                "inter_op_num_threads": threads if parallel else 1}

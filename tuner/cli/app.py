@@ -14,6 +14,7 @@ import typer
 
 from tuner.cli.backends import backends_app
 from tuner.cli.demo import demo_command
+from tuner.cli.export import export_command
 from tuner.cli.hardware import hardware_app
 from tuner.cli.knowledge import knowledge_app
 from tuner.cli.optimize import optimize_command
@@ -37,6 +38,7 @@ app.command("submit")(submit_command)
 app.command("reproduce")(reproduce_command)
 app.command("referee")(referee_command)
 app.command("demo")(demo_command)
+app.command("export")(export_command)
 
 
 def _mount_leaderboard() -> None:

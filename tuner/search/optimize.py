@@ -22,7 +22,7 @@ from tuner.knowledge.store import KnowledgeStore
 from tuner.search.confirm import CONFIRM_ROUNDS, confirm, default_top
 from tuner.search.executor import Executor, RayExecutor
 from tuner.search.loop import PRUNE_FACTOR, Progress, SearchLoop
-from tuner.search.result import OptimizationResult, rank_key, summarise
+from tuner.search.result import CONFIRMATION_KEY, OptimizationResult, rank_key, summarise
 from tuner.search.space import Space, default_space, quality_floor
 from tuner.search.study import (
     KNOWLEDGE_USED_ATTR,
@@ -150,6 +150,8 @@ def optimize(workload: str | Workload = "digits", objectives: Sequence[str] = ("
         if top > 0 and ranked and baseline.ok and executor.remeasures:
             result.confirm(confirm(executor, chosen, ranked, baseline, objectives[0],
                                    rounds=confirm_rounds, seed=seed, progress=loop.announce))
+            # Kept with the study: ``podium export --study`` exports the confirmed best.
+            optuna_study.set_user_attr(CONFIRMATION_KEY, result.confirmation)
     finally:
         executor.stop()
     result.sampler, result.sampler_reason = used, reason

@@ -89,11 +89,61 @@ class OptimizationResult:
                 "sampler": self.sampler, "sampler_reason": self.sampler_reason,
                 "knowledge": self.knowledge, "time_by_outcome": self.time_by_outcome}
 
+    def export(self, out_dir: Path | str, pick: str = "best", *, force: bool = False) -> Path:
+        """Write the picked trial's artifact as a bundle that runs without Podium
+        (:mod:`tuner.trial.bundle`); ``pick``: ``best``, a trial id or ``pareto:N``."""
+        from tuner.trial.bundle import export_bundle
+
+        record, confirmation = pick_record(self.as_dict(), pick)
+        return export_bundle(record, Path(out_dir), force=force, confirmation=confirmation,
+                             source=f"study {self.study} ({pick})")
+
     def to_json(self, path: Path | str | None = None) -> str:
         text = json.dumps(self.as_dict(), indent=2)
         if path is not None:
             Path(path).write_text(text + "\n")
         return text
+
+
+def pick_record(result: dict[str, Any], pick: str) -> tuple[TrialResult, dict[str, Any] | None]:
+    """The trial ``pick`` names in a result's JSON form (:meth:`OptimizationResult.as_dict`):
+    ``best``, ``pareto:N`` (1 is the front's first) or a trial id (a unique prefix will do);
+    with the confirmation record where the pick is the confirmed best.
+
+    Raises:
+        InputError: nothing matches, or the result has no best/front to pick from.
+    """
+    from tuner.errors import InputError
+
+    best = result.get("best")
+    if pick == "best":
+        if not best:
+            raise InputError("the result has no best trial (no feasible trial): pick one by "
+                             "its id, or pareto:N")
+        record = dict(best)
+    elif pick.startswith("pareto:"):
+        front = result.get("pareto") or []
+        try:
+            record = dict(front[int(pick.partition(":")[2]) - 1])
+            if int(pick.partition(":")[2]) < 1:
+                raise IndexError
+        except (ValueError, IndexError):
+            raise InputError(f"{pick!r}: the Pareto front has {len(front)} trial(s); say "
+                             f"pareto:1 … pareto:{len(front)}") from None
+    else:
+        records = {r["trial_id"]: r for r in [*(result.get("trials") or []),
+                                              *([result["baseline"]] if result.get("baseline")
+                                                else [])] if r}
+        matches = [tid for tid in records if tid.startswith(pick)] if len(pick) >= 6 else []
+        if len(matches) != 1:
+            what = "is ambiguous" if matches else "matches no trial of this result"
+            raise InputError(f"{pick!r} {what}: pick best, pareto:N or a trial id "
+                             "(at least 6 characters)")
+        record = dict(records[matches[0]])
+    confirmation = record.pop(CONFIRMATION_KEY, None)
+    if confirmation is None and best and best.get("trial_id") == record["trial_id"]:
+        confirmation = best.get(CONFIRMATION_KEY)
+    return TrialResult.model_validate(record), confirmation
 
 
 def rank_key(result: TrialResult, objective: str) -> float:
@@ -152,3 +202,34 @@ def summarise(study: Any, name: str, storage: str, objectives: list[str],
         feasible=good, best=best_of(good, objectives[0]), nearest=nearest,
         front=pareto_front(good, objectives), knowledge=sources,
         time_by_outcome=where_time_went(results, constraints))
+
+
+def load_result(name: str, storage: str) -> OptimizationResult:
+    """The result of the stored study ``name`` (finished or not), as ``optimize`` reports
+    it, with its confirmation when the search got that far.
+
+    Raises:
+        InputError: no such study in ``storage``, or it was not made by ``optimize``.
+    """
+    import optuna
+
+    from tuner.errors import InputError, one_line
+    from tuner.trial.constraints import parse_constraints
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.load_study(study_name=name, storage=storage)
+    except Exception as exc:
+        raise InputError(f"no study {name!r} in {storage}: {one_line(exc)}") from None
+    identity = study.user_attrs.get("identity")
+    if not identity:
+        raise InputError(f"study {name!r} in {storage} was not made by podium optimize")
+    baseline = study.user_attrs.get("baseline")
+    result = summarise(study, name, storage, list(identity["objectives"]),
+                       parse_constraints(identity["constraints"]),
+                       TrialResult.model_validate_json(baseline) if baseline else None)
+    confirmation = study.user_attrs.get(CONFIRMATION_KEY)
+    if confirmation:
+        result.confirm(confirmation)
+    return result
+

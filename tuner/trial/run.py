@@ -115,7 +115,8 @@ def run_trial(workload: Workload, config: Configuration, *, protocol: Protocol |
         artifact, cache_hit = build_artifact(workload, config, profile, timeout_s=timeout_s)
         timings["build_wall_s"] = time.perf_counter() - begin
         record["artifact"] = {"key": artifact.path.name, "cache_hit": cache_hit,
-                              "files": artifact.files, "details": artifact.details}
+                              "files": artifact.files, "sha256": artifact.checksums,
+                              "details": artifact.details}
         spec = {"task": "measure", "config": config.as_dict(), "artifact_dir": str(artifact.path),
                 "workload_root": str(workload.root), "threads": config.threads, "cpus": cpus,
                 "protocol": protocol.as_dict()}

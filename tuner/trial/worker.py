@@ -58,6 +58,7 @@ def build_task(spec: dict[str, Any]) -> dict[str, Any]:
 def measure_task(spec: dict[str, Any]) -> dict[str, Any]:
     """Load one artifact and run the protocol plus the quality evaluation."""
     from tuner.backends import Artifact, get_backend
+    from tuner.trial.bundle import load_bundle, output_sample
     from tuner.trial.config import Configuration
     from tuner.trial.measure import Protocol, check_finite, measure_session
     from workloads.quality import quality_of
@@ -67,11 +68,18 @@ def measure_task(spec: dict[str, Any]) -> dict[str, Any]:
     config = Configuration.model_validate(spec["config"]).normalized()
     workload = open_root(Path(spec["workload_root"]))
     protocol = Protocol(**spec["protocol"])
-    artifact = Artifact.load(Path(spec["artifact_dir"]))
     start = time.perf_counter()
-    session = get_backend(config.backend).load(artifact, config, threads=spec["threads"])
+    if spec.get("bundle_dir"):  # an exported bundle, opened the way its predict.py does
+        model = load_bundle(Path(spec["bundle_dir"]), threads=spec["threads"])
+        session, scored_run = model.session, model.run
+    else:
+        artifact = Artifact.load(Path(spec["artifact_dir"]))
+        session = get_backend(config.backend).load(artifact, config, threads=spec["threads"])
+        scored_run = session.run
     load_s = time.perf_counter() - start
-    outputs = run_in_batches(workload.layout.wrap(session.run), workload.eval_inputs,
+    example = workload.example_feed(config.batch)
+    sample = output_sample(session.run(example))
+    outputs = run_in_batches(workload.layout.wrap(scored_run), workload.eval_inputs,
                              config.batch, pad=True)
     check_finite(outputs)
     stats = quality_of(workload, outputs)
@@ -80,9 +88,9 @@ def measure_task(spec: dict[str, Any]) -> dict[str, Any]:
     if protocol.quality_floor is not None and ratio is not None and ratio < protocol.quality_floor:
         stats["timed"] = False  # quality decides the trial: timing it would tell nothing
     else:
-        stats |= measure_session(session.run, workload.example_feed(config.batch),
-                                 config.batch, protocol)
+        stats |= measure_session(session.run, example, config.batch, protocol)
     stats["load_s"] = load_s
+    stats["output_sample"] = sample
     stats["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     stats["cpus"] = sorted(os.sched_getaffinity(0))
     if getattr(session, "details", None):  # what really ran (OpenVINO: its precision, threads)

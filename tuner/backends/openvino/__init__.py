@@ -5,6 +5,6 @@ and configuration keys — in ``options``, which import neither OpenVINO nor NNC
 
 from __future__ import annotations
 
-from tuner.backends.openvino.backend import OpenVinoBackend, OpenVinoSession
+from tuner.backends.openvino.backend import OpenVinoBackend
 
-__all__ = ["OpenVinoBackend", "OpenVinoSession"]
+__all__ = ["OpenVinoBackend"]

@@ -38,6 +38,7 @@ from tuner.backends.openvino.options import (
     precision_of,
     supported_precisions,
 )
+from tuner.backends.standalone import openvino as standalone
 from tuner.errors import TrialFailed
 
 if TYPE_CHECKING:
@@ -67,91 +68,6 @@ def compile_properties(config: Any) -> dict[str, Any]:
     }
 
 
-def _ov_properties(saved: Mapping[str, Any], threads: int) -> dict[str, Any]:
-    """``saved`` as the typed values ``compile_model`` takes, keyed by OpenVINO's constants."""
-    import openvino as ov
-    import openvino.properties as props
-    import openvino.properties.hint as hints
-    import openvino.properties.streams as streams
-
-    return {
-        hints.inference_precision: getattr(ov.Type, saved["INFERENCE_PRECISION_HINT"]),
-        hints.execution_mode: getattr(hints.ExecutionMode, saved["EXECUTION_MODE_HINT"]),
-        hints.performance_mode: getattr(hints.PerformanceMode, saved["PERFORMANCE_HINT"]),
-        props.inference_num_threads: threads,
-        streams.num: saved["NUM_STREAMS"],
-        hints.enable_cpu_pinning: saved["ENABLE_CPU_PINNING"],
-        hints.enable_hyper_threading: saved["ENABLE_HYPER_THREADING"],
-    }
-
-
-def runtime_precisions(compiled: Any) -> dict[str, int]:
-    """How many executed nodes run in each precision (``f32``, ``bf16``, ``u8``, ``i8``, …)."""
-    counts: dict[str, int] = {}
-    for op in compiled.get_runtime_model().get_ops():
-        info = op.get_rt_info()
-        if "runtimePrecision" in info and info["layerType"].astype(str) not in ("Input",
-                                                                              "Output"):
-            name = info["runtimePrecision"].astype(str)
-            counts[name] = counts.get(name, 0) + 1
-    return dict(sorted(counts.items()))
-
-
-class OpenVinoSession(Session):
-    """A compiled model and one infer request, created once.
-
-    ``InferRequest.infer(dict)`` builds an ``OVDict`` of the results on every call, ~40 µs
-    here; copying into the request's own input tensors and out of views of its output
-    tensors keeps a call within a few µs of ONNX Runtime's. Those views stay valid only while
-    shapes do not change, so a dynamic-shape model sets fresh tensors on every call.
-    ``details`` records what the plugin actually compiled.
-    """
-
-    def __init__(self, compiled: Any, details: dict[str, Any]) -> None:
-        import numpy as np
-        import openvino as ov
-
-        self._compiled = compiled
-        self._request = compiled.create_infer_request()
-        self.input_names = [port.get_any_name() for port in compiled.inputs]
-        self.details = details
-        self._static = all(port.get_partial_shape().is_static
-                           for port in [*compiled.inputs, *compiled.outputs])
-        self._infer = self._request.infer
-        self._copyto, self._tensor = np.copyto, ov.Tensor
-        self._inputs = [(name, self._request.get_input_tensor(i).data)
-                        for i, name in enumerate(self.input_names)]
-        self._outputs = ([self._request.get_output_tensor(i).data
-                          for i in range(len(compiled.outputs))] if self._static else [])
-
-    def run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
-        if not self._static:
-            return self._run_dynamic(inputs)
-        for name, view in self._inputs:
-            value = inputs[name]
-            if value.shape != view.shape:
-                raise ValueError(f"input {name!r} has shape {value.shape}; this artifact "
-                                 f"was compiled for {view.shape}")
-            self._copyto(view, value, casting="same_kind")
-        self._infer()
-        return [view.copy() for view in self._outputs]
-
-    def _run_dynamic(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
-        import numpy as np
-
-        request = self._request
-        for index, name in enumerate(self.input_names):
-            array = np.ascontiguousarray(inputs[name])
-            request.set_input_tensor(index, self._tensor(array, shared_memory=True))
-        self._infer()
-        return [request.get_output_tensor(i).data.copy()
-                for i in range(len(self._compiled.outputs))]
-
-    def close(self) -> None:
-        self._inputs, self._outputs = [], []
-        self._infer = self._request = self._compiled = None
-
-
 class OpenVinoBackend(Backend):
     name = "openvino"
     export_format = EXPORT_FORMAT
@@ -161,6 +77,7 @@ class OpenVinoBackend(Backend):
     precision_in_onnx = False  # the f32 graph comes in; precision is a hint or NNCF's
     build_keys = ("batch",)  # static shapes are the example's
     uses_held_out = True  # accuracy control and the bf16 ranking judge on held-out rows
+    runtime_module = standalone.__name__
 
     @classmethod
     def cache_key(cls, config: Any, profile: Any, workload: Any) -> dict[str, Any]:
@@ -230,32 +147,32 @@ class OpenVinoBackend(Backend):
         artifact.save()
         return artifact
 
-    def load(self, artifact: Artifact, config: Configuration, *, threads: int) -> Session:
-        import openvino as ov
-        import openvino.properties as props
-        import openvino.properties.hint as hints
-
+    @classmethod
+    def runtime(cls, artifact: Artifact, config: Configuration, *,
+                threads: int) -> dict[str, Any]:
+        """The IR and its saved compile properties, with ``threads`` added."""
         saved = json.loads((artifact.path / PROPERTIES_FILE).read_text())
-        core = ov.Core()
-        start = time.perf_counter()
-        compiled = core.compile_model(core.read_model(str(artifact.path / MODEL_FILE)), DEVICE,
-                                      _ov_properties(saved, threads))
-        compile_s = time.perf_counter() - start
-        ran = compiled.get_property(hints.inference_precision).to_string()
-        if ran != saved["INFERENCE_PRECISION_HINT"]:
-            capabilities = core.get_property(DEVICE, props.device.capabilities)
+        return {"model": MODEL_FILE, "device": DEVICE,
+                "properties": saved | {"INFERENCE_NUM_THREADS": threads}}
+
+    def load(self, artifact: Artifact, config: Configuration, *, threads: int) -> Session:
+        """The standalone runtime's session, refused where the plugin compiled another
+        precision than the one asked for."""
+        session = super().load(artifact, config, threads=threads)
+        asked = self.runtime(artifact, config, threads=threads)
+        wanted = asked["properties"]["INFERENCE_PRECISION_HINT"]
+        ran = session.details["inference_precision"]
+        if ran != wanted:
+            import openvino as ov
+            import openvino.properties as props
+
+            capabilities = ov.Core().get_property(DEVICE, props.device.capabilities)
+            session.close()
             raise TrialFailed(
-                f"OpenVINO compiled INFERENCE_PRECISION_HINT={saved['INFERENCE_PRECISION_HINT']}"
-                f" as {ran} on this CPU (capabilities: {', '.join(capabilities)}); a "
-                f"{precision_of(config)} trial must not measure {ran}", stage="measure")
-        details = {"inference_precision": ran,
-                   "execution_mode": compiled.get_property(hints.execution_mode).name,
-                   "threads": compiled.get_property(props.inference_num_threads),
-                   "num_streams": int(compiled.get_property("NUM_STREAMS")),
-                   "cpu_pinning": compiled.get_property(hints.enable_cpu_pinning),
-                   "runtime_precisions": runtime_precisions(compiled),
-                   "compile_s": round(compile_s, 4)}
-        return OpenVinoSession(compiled, details)
+                f"OpenVINO compiled INFERENCE_PRECISION_HINT={wanted} as {ran} on this CPU "
+                f"(capabilities: {', '.join(capabilities)}); a {precision_of(config)} trial "
+                f"must not measure {ran}", stage="measure")
+        return session
 
 
 def _half_keep(model_path: Path, config: Any, held_out: Probe | None,

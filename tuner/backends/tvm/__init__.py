@@ -15,6 +15,6 @@ May import: :mod:`tuner.backends.base`, :mod:`tuner.trial.config` (the records),
 
 from __future__ import annotations
 
-from tuner.backends.tvm.backend import IO_FILE, LIBRARY_FILE, TvmBackend, TvmFeatures, TvmSession
+from tuner.backends.tvm.backend import IO_FILE, LIBRARY_FILE, TvmBackend, TvmFeatures
 
-__all__ = ["IO_FILE", "LIBRARY_FILE", "TvmBackend", "TvmFeatures", "TvmSession"]
+__all__ = ["IO_FILE", "LIBRARY_FILE", "TvmBackend", "TvmFeatures"]

@@ -19,7 +19,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tuner.backends.base import Artifact, Backend, Option, Precision, Session, plain
+from tuner.backends.base import Artifact, Backend, Option, Precision, plain
+from tuner.backends.standalone import tvm as standalone
 from tuner.backends.tvm.frontend import import_onnx, short_error
 from tuner.backends.tvm.tuning import lowering_passes, tuned_database
 from tuner.errors import HardwareError, TrialFailed
@@ -58,61 +59,13 @@ OPTIONS = (
 )
 
 
-class TvmSession(Session):
-    """A Relax VM over the compiled library, with input buffers allocated once.
-
-    Inputs and outputs cross through DLPack views: ``Tensor.copyfrom`` and ``.numpy()``
-    cost about 10 µs each per call here, more than the whole digits MLP computes in, while
-    ``np.copyto`` into a view of the input buffer and a copy out of a view of the result
-    cost under 1 µs. Outputs are copied, because the VM may reuse their storage.
-    """
-
-    def __init__(self, library: Path, io: dict[str, Any]) -> None:
-        import numpy as np
-        import tvm
-        from tvm import relax
-
-        device = tvm.cpu()
-        self._vm = relax.VirtualMachine(tvm.runtime.load_module(str(library)), device)
-        self._main = self._vm["main"]
-        self._tensor_type = tvm.runtime.Tensor
-        self.input_names = [spec["name"] for spec in io["inputs"]]
-        self._buffers = [tvm.runtime.empty(spec["shape"], spec["dtype"], device)
-                         for spec in io["inputs"]]
-        self._views = [np.from_dlpack(buffer) for buffer in self._buffers]
-        # Bound once: ``run`` is the timed call.
-        self._copyto, self._from_dlpack = np.copyto, np.from_dlpack
-
-    def run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
-        for name, view in zip(self.input_names, self._views, strict=True):
-            value = inputs[name]
-            if value.shape != view.shape:
-                raise ValueError(f"input {name!r} has shape {value.shape}; this artifact "
-                                 f"was compiled for {view.shape}")
-            self._copyto(view, value, casting="same_kind")
-        result = self._main(*self._buffers)
-        if isinstance(result, self._tensor_type):
-            return [self._to_numpy(result)]
-        return [self._to_numpy(item) for item in result]
-
-    def _to_numpy(self, tensor: Any) -> np.ndarray:
-        """A copy of a VM output; through DLPack, or ``.numpy()`` for dtypes DLPack lacks."""
-        try:
-            return self._from_dlpack(tensor).copy()
-        except (BufferError, TypeError, RuntimeError):
-            return tensor.numpy()
-
-    def close(self) -> None:
-        self._main = self._vm = None
-        self._buffers, self._views = [], []
-
-
 class TvmBackend(Backend):
     """fp32 and fp16 graphs (int8 stays on ONNX Runtime: TVM consumes float graphs),
     compiled for one target at one batch."""
 
     name = "tvm"
     export_format = "tvm-relax-library"
+    runtime_module = standalone.__name__
     precisions = (Precision.FP32.value, Precision.FP16.value)
     options = OPTIONS
     build_keys = ("batch", "hardware")
@@ -193,20 +146,12 @@ class TvmBackend(Backend):
         artifact.save()
         return artifact
 
-    def load(self, artifact: Artifact, config: Configuration, *, threads: int) -> Session:
-        # TVM sizes its pool from TVM_NUM_THREADS when the pool starts, and its default
-        # (half the hardware threads) ignores the cores this process was given. Binding is
-        # off so the pool's threads keep the affinity the measuring worker pinned.
-        os.environ["TVM_NUM_THREADS"] = str(threads)
-        os.environ["TVM_BIND_THREADS"] = "0"
-        import tvm
-
+    @classmethod
+    def runtime(cls, artifact: Artifact, config: Configuration, *,
+                threads: int) -> dict[str, Any]:
+        """The library, its inputs' static shapes (``io.json``) and the pool size."""
         io = json.loads((artifact.path / IO_FILE).read_text())
-        session = TvmSession(artifact.path / LIBRARY_FILE, io)
-        # Starts the calling thread's pool now rather than inside the first timed call;
-        # mode 1 ("big cores") with an explicit count uses exactly ``threads`` workers.
-        tvm.get_global_func("runtime.config_threadpool")(1, threads)
-        return session
+        return {"library": LIBRARY_FILE, "inputs": io["inputs"], "threads": threads}
 
 
 def _input_specs(model: onnx.ModelProto, batch: int,

@@ -1,0 +1,151 @@
+"""``podium export --verify``: does a bundle still do what its trial measured, here?
+
+The bundle is opened the way its ``predict.py`` opens it (a measuring worker given
+``bundle_dir`` loads it through :func:`tuner.trial.bundle.load_bundle`), in a fresh pinned
+process per measurement (MEASUREMENT.md rules 2 and 8). Checked:
+
+* its first call's outputs against the values the trial recorded (``output_sample``);
+* its quality on the workload's evaluation rows against the trial's, which must be the same
+  (same files, same runtime options: only thread scheduling may move the last bits);
+* its p90 latency, interleaved with the ONNX Runtime default (fp32, all optimizations, the
+  same cores) over ``rounds`` rounds, against the trial's p90 within the reproduce tolerance
+  — judged only on the hardware the trial ran on; elsewhere the figures are shown, not judged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tuner.errors import InputError, TrialFailed
+from tuner.trial.bundle import INFERENCE_FILE, ExportError, find_workload, sample_mismatch
+from tuner.trial.config import Configuration
+from tuner.trial.measure import Protocol
+from tuner.trial.results import Stability, TrialResult, TrialState
+
+LATENCY_TOLERANCE = 0.10  # as ``podium reproduce``
+QUALITY_TOLERANCE = 1e-6  # relative: the same artifact scores the same
+
+
+@dataclass
+class BundleCheck:
+    folder: Path
+    recorded: dict[str, Any]  # the bundle's metrics as recorded by the trial
+    quality: float | None = None
+    sample_problem: str | None = None
+    bundle_p90_ms: list[float] = field(default_factory=list)
+    baseline_p90_ms: list[float] = field(default_factory=list)
+    same_hardware: bool = True
+    unstable_rounds: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def p90_ms(self) -> float | None:
+        return statistics.median(self.bundle_p90_ms) if self.bundle_p90_ms else None
+
+    @property
+    def baseline_ms(self) -> float | None:
+        return statistics.median(self.baseline_p90_ms) if self.baseline_p90_ms else None
+
+    @property
+    def speedup(self) -> float | None:
+        if self.p90_ms and self.baseline_ms:
+            return self.baseline_ms / self.p90_ms
+        return None
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify_bundle(folder: Path, *, rounds: int = 3, timeout_s: float = 600.0,
+                  latency_tolerance: float = LATENCY_TOLERANCE,
+                  cpus: list[int] | None = None) -> BundleCheck:
+    """Re-check ``folder`` here; :attr:`BundleCheck.problems` lists what is outside.
+    Unstable rounds (MEASUREMENT.md: flagged, never a result) are left out of the p90."""
+    from tuner.hardware.detection import local_host
+    from tuner.trial.run import run_trial, validate
+
+    folder = Path(folder)
+    try:
+        spec = json.loads((folder / INFERENCE_FILE).read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{folder} is not a bundle written by podium export: {exc}") from None
+    record = TrialResult.model_validate({
+        "podium_version": spec["podium_version"], "trial_id": spec["trial_id"],
+        "state": spec["state"], "workload": spec["workload"], "config": spec["config"],
+        "config_digest": spec["config_digest"],
+        "hardware": {"profile": spec["hardware"]["profile"],
+                     "fingerprint": spec["hardware"]["fingerprint"]},
+        "packages": {}, "metrics": spec["metrics"]})
+    workload = find_workload(record)
+    config = Configuration.model_validate(spec["config"]).normalized()
+    config, _ = validate(workload, config)
+    cpus = cpus or sorted(os.sched_getaffinity(0))[:config.threads]
+    check = BundleCheck(folder=folder, recorded=spec["metrics"])
+    check.same_hardware = (spec["hardware"]["fingerprint"].get("cpu_model")
+                           == local_host().model)
+    baseline = Configuration(variant=workload.reference, threads=config.threads)
+    quality = []
+    for index in range(rounds):
+        order = ("bundle", "baseline") if index % 2 == 0 else ("baseline", "bundle")
+        for what in order:
+            if what == "bundle":
+                stats = _measure_bundle(folder, workload, config, cpus, timeout_s)
+                quality.append(stats["quality"])
+                if index == 0:
+                    check.sample_problem = sample_mismatch(
+                        spec["sample"]["outputs"], stats["output_sample"]) \
+                        if spec["sample"].get("outputs") else None
+                if stats.get("stability") == Stability.UNSTABLE:
+                    check.unstable_rounds += 1
+                elif stats.get("latency_p90_ms") is not None:
+                    check.bundle_p90_ms.append(stats["latency_p90_ms"])
+            else:
+                result = run_trial(workload, baseline, cpus=cpus, timeout_s=timeout_s)
+                if (result.state is TrialState.COMPLETE and result.instability() is None
+                        and result.metrics.latency_p90_ms):
+                    check.baseline_p90_ms.append(result.metrics.latency_p90_ms)
+    check.quality = quality[0]
+    _judge(check, quality, latency_tolerance)
+    return check
+
+
+def _measure_bundle(folder: Path, workload: Any, config: Configuration, cpus: list[int],
+                    timeout_s: float) -> dict[str, Any]:
+    from tuner.trial.subprocess_runner import run_worker
+
+    spec = {"task": "measure", "config": config.as_dict(), "bundle_dir": str(folder),
+            "workload_root": str(workload.root), "threads": config.threads, "cpus": cpus,
+            "protocol": Protocol().as_dict()}
+    stats = run_worker(spec, timeout_s=timeout_s, threads=config.threads)
+    if "error" in stats:
+        raise TrialFailed(f"the bundle did not run: {stats['error']['message']}",
+                          stage=stats["error"].get("stage", "measure"))
+    return stats
+
+
+def _judge(check: BundleCheck, quality: list[float], latency_tolerance: float) -> None:
+    recorded_quality = check.recorded.get("quality")
+    if check.sample_problem:
+        check.problems.append(f"first call: {check.sample_problem}")
+    if recorded_quality is not None:
+        for value in quality:
+            if abs(value - recorded_quality) > QUALITY_TOLERANCE * max(abs(recorded_quality),
+                                                                        1e-12):
+                check.problems.append(f"quality {value:.6g}, the trial measured "
+                                      f"{recorded_quality:.6g}")
+                break
+    recorded_p90 = check.recorded.get("latency_p90_ms")
+    if check.bundle_p90_ms and check.same_hardware and recorded_p90:
+        drift = check.p90_ms / recorded_p90 - 1
+        if abs(drift) > latency_tolerance:
+            check.problems.append(f"p90 {check.p90_ms:.4g} ms is {drift:+.0%} off the trial's "
+                                  f"{recorded_p90:.4g} ms (tolerance ±{latency_tolerance:.0%})")
+
+
+__all__ = ["BundleCheck", "ExportError", "verify_bundle"]
