@@ -279,6 +279,7 @@ class SubmissionPublic(SubmissionBase):
     created_at: datetime
     url: str | None = None
     reproduce: str | None = None
+    export: str | None = None  # the command that writes its artifact as a deployable bundle
     referee: RefereePublic | None = None
 
 

@@ -49,5 +49,6 @@ def submission_public(*, session: Session, submission: Submission, base_url: str
         **data, tournament=tournament.slug if tournament else "",
         participant=names.get(submission.participant_id or -1),
         url=url, reproduce=f"podium reproduce {url}",
+        export=f"podium export --submission {url} ./submission-{str(submission.id)[:8]}",
         referee=RefereePublic.model_validate(referee, from_attributes=True) if referee
         else None)

@@ -95,9 +95,9 @@ def test_tournament_end_to_end(server: str, tmp_path: Path, digits: Any,
                  "digits", *[a for o in OBJECTIVES for a in ("--objective", o)],
                  *[a for c in CONSTRAINTS for a in ("--constraint", c)]]) == 0
 
+    study, storage = f"e2e-{uuid.uuid4().hex[:8]}", f"sqlite:///{tmp_path / 'studies.db'}"
     result = optimize(digits, OBJECTIVES, CONSTRAINTS, trials=6, space=SPACE, sampler="grid",
-                      study=f"e2e-{uuid.uuid4().hex[:8]}",
-                      storage=f"sqlite:///{tmp_path / 'studies.db'}", protocol=FAST_PROTOCOL)
+                      study=study, storage=storage, protocol=FAST_PROTOCOL)
     assert len(result.front) >= 1
     path = tmp_path / "optimize.json"
     result.to_json(path)
@@ -148,3 +148,16 @@ def test_tournament_end_to_end(server: str, tmp_path: Path, digits: Any,
             check = client.submission(fake["id"])["referee"]
             assert check["verdict"] == "disputed" and check["ratios"]["latency_p90_ms"] > 2
     assert json.loads(path.read_text())["pareto"]
+    # The winner leaves as a bundle: from the stored study and from its submission, the same
+    # files (the website's submission page prints the second command).
+    front = tmp_path / "from-study"
+    assert main(["export", "--study", study, "--storage", storage, "--pick", "pareto:1",
+                 str(front)]) == 0
+    shipped = json.loads((front / "inference.json").read_text())
+    assert shipped["trial_id"] == result.front[0].trial_id
+    command = top["export"].split()
+    assert command[:3] == ["podium", "export", "--submission"]
+    assert main([*command[1:-1], str(tmp_path / "from-submission")]) == 0
+    again = json.loads((tmp_path / "from-submission" / "inference.json").read_text())
+    assert again["trial_id"] == top["record"]["trial_id"]
+    assert again["files"] == top["record"]["artifact"]["sha256"]

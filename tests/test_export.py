@@ -1,9 +1,9 @@
 """``podium export``: bundles that run without Podium, byte-identical files, --verify, refusals.
 
-Every bundle here is run by its own ``predict.py`` in a separate Python where ``tuner`` and
-``workloads`` cannot be imported (and the ONNX Runtime one in a fresh virtualenv holding
-only the bundle's requirements.txt); its outputs are checked against the values the trial
-recorded while it was measured.
+Every bundle here is run by its own ``predict.py`` in a separate Python without Podium: a
+fresh virtualenv holding only the bundles' requirements.txt (the user model's bundles, one
+per backend), or one where ``tuner`` and ``workloads`` cannot be imported; its outputs are
+checked against the values the trial recorded while it was measured.
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def test_standalone_code_imports_only_numpy_and_its_engine():
         assert imported <= STANDALONE_IMPORTS, (path.name, imported - STANDALONE_IMPORTS)
 
 
-def test_int8_bundle_runs_in_a_fresh_virtualenv_and_verifies(int8_trial, tmp_path, capsys):
+def test_int8_bundle_is_byte_identical_loads_and_verifies(int8_trial, tmp_path, capsys):
     record, path = int8_trial
     bundle = tmp_path / "bundle"
     assert main(["export", str(path), str(bundle)]) == 0
@@ -116,16 +116,7 @@ def test_int8_bundle_runs_in_a_fresh_virtualenv_and_verifies(int8_trial, tmp_pat
     assert requirements == [f"onnxruntime=={record.packages['onnxruntime']}",
                             f"numpy=={np.__version__}"]
     assert "int8-static" in (bundle / "MODEL_CARD.md").read_text()
-    # A virtualenv with nothing but the bundle's requirements runs it.
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    done = subprocess.run([str(venv / "bin/pip"), "install", "-q", "-r",
-                           str(bundle / "requirements.txt")], capture_output=True, text=True,
-                          timeout=600)
-    assert done.returncode == 0, done.stderr[-2000:]
-    outputs = _predict(bundle, bundle / SAMPLE_FILE, tmp_path / "out.npz",
-                       python=str(venv / "bin/python"), block=False)
-    _matches_trial(bundle, outputs)
+    _matches_trial(bundle, _predict(bundle, bundle / SAMPLE_FILE, tmp_path / "out.npz"))
     # tuner.load opens it through the bundle's own predict.py; rows in any number.
     model = tuner.load(bundle)
     rows = workloads.get("digits").eval_inputs["X"][:13]
@@ -145,36 +136,55 @@ def test_int8_bundle_runs_in_a_fresh_virtualenv_and_verifies(int8_trial, tmp_pat
     assert "quality" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("backend", [
-    {"backend": "ort", "precision": "int8-static"},
-    {"backend": "openvino", "precision": "fp32"},
-    {"backend": "tvm", "precision": "fp32", "tvm_tuning_trials": 0},
-], ids=lambda b: b["backend"])
-def test_user_model_bundle_runs_without_podium(backend, protocol, tmp_path):
-    """A user model with its state batched on axis 1 and a constant int64 scalar: the bundle
-    holds the constant, and a static-shape artifact takes any number of rows in chunks."""
+BACKENDS = [{"backend": "ort", "precision": "int8-static"},
+            {"backend": "ort", "precision": "fp32", "ort_graph_optimization": "basic"},
+            {"backend": "openvino", "precision": "fp32"},
+            {"backend": "tvm", "precision": "fp32", "tvm_tuning_trials": 0}]
+
+
+def test_user_model_bundles_run_in_a_fresh_virtualenv(protocol, tmp_path):
+    """A user model with its state batched on axis 1 and a constant int64 scalar, exported
+    from every backend: each bundle runs in a virtualenv holding nothing but the bundles'
+    requirements.txt (no Podium); the bundle holds the constant, and a static-shape artifact
+    takes any number of rows in chunks, as the trial scored them."""
     model, data = conformance_models.recurrent(tmp_path)
     workload = workloads.from_files(model, data)
-    result = run_trial(workload, Configuration.parse({"batch": 2, **backend}),
-                       protocol=protocol)
-    assert result.ok, result.error
-    bundle = export_bundle(result, tmp_path / "bundle")
-    spec = json.loads((bundle / INFERENCE_FILE).read_text())
-    assert {i["name"]: i["batch_axis"] for i in spec["inputs"]} == {"x": 0, "state": 1,
-                                                                   "sr": None}
-    assert spec["constants"] == "constants.npz" and spec["engine"]
-    for name, sha in spec["files"].items():
-        assert sha == result.artifact["sha256"][name]
-    _matches_trial(bundle, _predict(bundle, bundle / SAMPLE_FILE, tmp_path / "sample.npz"))
-    # Seven rows (odd, more than the batch) without the constant: as the trial scored them.
-    rows = {k: v[:7] for k, v in workload.eval_inputs.items()}
-    feed = {k: v for k, v in workload.layout.feed(rows).items() if k != "sr"}
-    np.savez(tmp_path / "rows.npz", **feed)
-    got = _predict(bundle, tmp_path / "rows.npz", tmp_path / "rows_out.npz")
-    assert got["stateN"].shape == (2, 7, 128)
-    reference = run_in_batches(workload.layout.wrap(tuner.load(bundle).session.run), rows, 2,
-                               pad=True)
-    np.testing.assert_allclose(got["y"], reference[0], rtol=1e-5, atol=1e-6)
+    rows = {k: v[:7] for k, v in workload.eval_inputs.items()}  # odd, more than the batch
+    np.savez(tmp_path / "rows.npz",
+             **{k: v for k, v in workload.layout.feed(rows).items() if k != "sr"})
+    bundles = []
+    for values in BACKENDS:
+        result = run_trial(workload, Configuration.parse({"batch": 2, **values}),
+                           protocol=protocol)
+        assert result.ok, result.error
+        bundle = export_bundle(result, tmp_path / "-".join(map(str, values.values())))
+        spec = json.loads((bundle / INFERENCE_FILE).read_text())
+        assert {i["name"]: i["batch_axis"] for i in spec["inputs"]} == {
+            "x": 0, "state": 1, "sr": None}
+        assert spec["constants"] == "constants.npz"
+        assert spec["files"] == result.artifact["sha256"]
+        assert (bundle / "requirements.txt").read_text().startswith(
+            "\n".join(f"{k}=={v}" for k, v in spec["engine"].items()))
+        bundles.append(bundle)
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    requirements = [a for b in bundles for a in ("-r", str(b / "requirements.txt"))]
+    done = subprocess.run([str(venv / "bin/pip"), "install", "-q", *requirements],
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    python = str(venv / "bin/python")
+    assert subprocess.run([python, "-c", "import tuner"], capture_output=True,
+                          cwd=tmp_path).returncode != 0
+    for bundle in bundles:
+        _matches_trial(bundle, _predict(bundle, bundle / SAMPLE_FILE, tmp_path / "s.npz",
+                                        python=python, block=False))
+        got = _predict(bundle, tmp_path / "rows.npz", tmp_path / "r.npz", python=python,
+                       block=False)
+        assert got["stateN"].shape == (2, 7, 128), bundle.name
+        model = tuner.load(bundle)
+        expected = run_in_batches(workload.layout.wrap(model.session.run), rows, 2, pad=True)
+        model.close()
+        np.testing.assert_allclose(got["y"], expected[0], rtol=1e-5, atol=1e-6)
 
 
 def test_refusals_write_nothing(int8_trial, tmp_path, capsys):

@@ -105,6 +105,7 @@ def test_submit_accepted_and_show(client: TestClient, tournament, alice: str) ->
     body = response.json()
     assert body["status"] == "accepted" and body["participant"] == "alice"
     assert body["reproduce"] == f"podium reproduce {body['url']}"
+    assert body["export"].startswith(f"podium export --submission {body['url']} ")
     shown = client.get(f"/api/v1/submissions/{body['id']}").json()
     assert shown["record"] == body["record"] and shown["method"] == "fp32 baseline, 1 thread"
 

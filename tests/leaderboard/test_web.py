@@ -33,6 +33,7 @@ def test_pages(client: TestClient, tournament, alice: str) -> None:
 
     sub = client.get(f"/submissions/{sid}").text
     assert f"podium reproduce http://testserver/api/v1/submissions/{sid}" in sub
+    assert f"podium export --submission http://testserver/api/v1/submissions/{sid} " in sub
     assert "estimated_tdp" in sub and "measured" in sub and "1.20%" in sub
     assert "onnxruntime" in sub and "Test CPU" in sub and "verified" in sub
     assert "All checks passed." in sub

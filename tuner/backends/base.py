@@ -56,7 +56,6 @@ options are attributes, an option that is unset or does not apply reads ``None``
 
 from __future__ import annotations
 
-import hashlib
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
@@ -67,6 +66,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from tuner.backends.options import CORE_KEYS, Condition, Option, Precision, plain
 from tuner.errors import TrialFailed
+from workloads.onnx_files import file_sha256
 
 if TYPE_CHECKING:
     import numpy as np
@@ -95,7 +95,7 @@ class Artifact:
     checksums: dict[str, str] = field(default_factory=dict)
 
     def save(self) -> None:
-        self.checksums = {name: _sha256(self.path / name) for name in self.files}
+        self.checksums = {name: file_sha256(self.path / name) for name in self.files}
         record = asdict(self)
         record["path"] = None
         (self.path / ARTIFACT_MANIFEST).write_text(json.dumps(record, indent=2, sort_keys=True))
@@ -105,14 +105,6 @@ class Artifact:
         record = json.loads((path / ARTIFACT_MANIFEST).read_text())
         record["path"] = path
         return cls(**record)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class Session(ABC):

@@ -22,7 +22,6 @@ a bundle through its own ``predict.py``.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
@@ -42,6 +41,7 @@ from tuner.trial import bundle_predict
 from tuner.trial.config import Configuration
 from tuner.trial.results import TrialResult, TrialState
 from workloads.base import Workload
+from workloads.onnx_files import file_sha256
 from workloads.paths import cache_dir
 
 BUNDLE_FORMAT = "podium-bundle/1"
@@ -187,13 +187,13 @@ def export_bundle(record: TrialResult, out_dir: Path, *, force: bool = False,
 
 def _copy_files(artifact: Artifact, record: TrialResult, staging: Path) -> dict[str, str]:
     """Copy the artifact's files, each checked against the build's and the trial's sha256."""
-    recorded = (record.artifact.get("sha256") or {}) | {}
+    recorded = record.artifact.get("sha256") or {}
     checksums = {}
     for name in artifact.files:
         target = staging / name
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(artifact.path / name, target)
-        digest = hashlib.sha256(target.read_bytes()).hexdigest()
+        digest = file_sha256(target)
         for what, want in (("the build", artifact.checksums.get(name)),
                            ("the trial", recorded.get(name))):
             if want is not None and want != digest:
