@@ -59,7 +59,7 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -104,7 +104,9 @@ class Artifact:
     def load(cls, path: Path) -> Artifact:
         record = json.loads((path / ARTIFACT_MANIFEST).read_text())
         record["path"] = path
-        return cls(**record)
+        # A manifest written by a newer Podium sharing this cache may hold more fields.
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in record.items() if k in known})
 
 
 class Session(ABC):

@@ -243,5 +243,7 @@ def _reason(exc: BaseException) -> str:
     cause = getattr(exc, "cause", None)
     if isinstance(cause, PodiumError):
         return one_line(cause)
+    if isinstance(cause, Exception):  # the task's own error, not Ray's traceback around it
+        return f"{type(cause).__name__} in the trial task: {one_line(cause)[:300]}"
     text = one_line(exc)
     return f"{type(exc).__name__}: {text[:300]}"
