@@ -12,7 +12,10 @@ knowledge store, no warm start) — runs in two modes, one after the other:
   dominated timings pruned, dead artifacts answered from their record.
 
 Both end with the same confirmation (the best 3 and the baseline re-measured side by side,
-3 interleaved rounds), so "best" is a confirmed speed-up over the ORT default in both.
+3 interleaved rounds), so "best" is a confirmed speed-up over the ORT default in both. After
+the ``after`` search (outside its wall time) the ORT default, the peer's default (OpenVINO,
+every core) and the search's best are measured side by side in 3 interleaved rounds, so the
+line also says how the answer compares with what a user would try instead.
 Each run is a child process with its own fresh PODIUM_HOME (no artifact built by one mode
 is a cache hit for the other) and its own local Ray. Reported per run: wall time (search
 and confirmation), trials measured, trials wasted (failed + pruned + infeasible + unstable,
@@ -44,6 +47,7 @@ MODES = ("before", "after")
 BEFORE_SPACE = {"batch": [1, 8, 32], "backend": ["ort", "openvino", "tvm"],
                 "tvm_tuning_trials": 0}
 WASTED = ("failed", "pruned", "infeasible", "unstable")
+ORT, PEER, BEST = "ort default", "openvino default (peer)", "podium best"
 
 
 def one_run(workload_name: str, mode: str, trials: int, seed: int,
@@ -62,6 +66,7 @@ def one_run(workload_name: str, mode: str, trials: int, seed: int,
                       study=f"{workload_name}-{mode}", warm_start=False,
                       timeout_s=timeout_s)
     wall = time.perf_counter() - start
+    side = side_by_side(workload, result) if not before else {}
     groups = result.time_by_outcome
     confirmation = result.confirmation or {}
     best = result.best
@@ -74,7 +79,32 @@ def one_run(workload_name: str, mode: str, trials: int, seed: int,
         "time_by_outcome": groups,
         "speedup": confirmation.get("speedup"),
         "confirmed": confirmation.get("best_trial_id") is not None,
-        "best": best.config if best is not None else None}
+        "best": best.config if best is not None else None,
+        "side_by_side_p90_ms": side}
+
+
+def side_by_side(workload: Any, result: Any) -> dict[str, float | None]:
+    """After the search: the ORT default, the peer's default (OpenVINO, every core) and the
+    search's best, re-measured in 3 interleaved rounds (median p90 of each; None where every
+    round was unstable or failed)."""
+    import statistics
+
+    from bench.common import measure_rounds
+    from tuner.trial.config import Configuration
+    from tuner.trial.measure import Protocol
+
+    cores = result.baseline.config["threads"] if result.baseline else 1
+    rows = {ORT: Configuration(variant=workload.reference, threads=cores),
+            PEER: Configuration(variant=workload.reference, backend="openvino", threads=cores)}
+    if result.best is not None:
+        rows[BEST] = Configuration.parse(result.best.config)
+    measured = measure_rounds({k: (workload, c) for k, c in rows.items()}, 3, Protocol())
+    side = {}
+    for label, runs in measured.items():
+        values = [r.metric("latency_p90_ms") for r in runs
+                  if r.ok and r.instability() is None and r.metric("latency_p90_ms")]
+        side[label] = statistics.median(values) if values else None
+    return side
 
 
 def child(workload_name: str, mode: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -102,9 +132,15 @@ def describe(row: dict[str, Any]) -> str:
     best = row["best"] or {}
     config = " ".join(str(best.get(k)) for k in ("backend", "precision", "threads", "batch")
                       if best.get(k) is not None) or "none feasible"
+    side = row.get("side_by_side_p90_ms") or {}
+    peer = ""
+    if side.get(ORT) and side.get(PEER):
+        peer = f"  peer default {side[ORT] / side[PEER]:.2f}× of ORT default"
+        if side.get(BEST):
+            peer += f", best {side[PEER] / side[BEST]:.2f}× of the peer"
     return (f"{row['workload']:<13} {row['mode']:<7} {row['wall_s']:7.0f} s  "
             f"{row['trials']:3d} trials  {row['wasted_trials']:3d} wasted "
-            f"({row['wasted_s']:5.0f} s)  best {speedup:>6}  {config}"
+            f"({row['wasted_s']:5.0f} s)  best {speedup:>6}  {config}{peer}"
             + ("  [stopped at --timeout-s]" if row.get("timed_out") else ""))
 
 

@@ -130,6 +130,13 @@ def test_int8_bundle_is_byte_identical_loads_and_verifies(int8_trial, tmp_path, 
     loose = ["--rounds", "1", "--latency-tolerance", "10"]
     assert main(["export", "--verify", str(bundle), *loose]) == 0, capsys.readouterr()
     assert "speed-up vs ORT default" in capsys.readouterr().out
+    # --data: quality scored on the user's own rows against the fp32 reference on them.
+    digits = workloads.get("digits")
+    np.savez(tmp_path / "mine.npz", X=digits.eval_inputs["X"][:40],
+             labels=digits.eval_labels[:40])
+    assert main(["export", "--verify", str(bundle), *loose, "--data",
+                 str(tmp_path / "mine.npz")]) == 0
+    assert "on mine.npz" in capsys.readouterr().out
     spec["metrics"]["quality"] -= 0.01  # a bundle whose claim it does not meet
     (bundle / INFERENCE_FILE).write_text(json.dumps(spec))
     assert main(["export", "--verify", str(bundle), *loose]) == 4
@@ -143,16 +150,20 @@ BACKENDS = [{"backend": "ort", "precision": "int8-static"},
 
 
 def test_user_model_bundles_run_in_a_fresh_virtualenv(protocol, tmp_path):
-    """A user model with its state batched on axis 1 and a constant int64 scalar, exported
-    from every backend: each bundle runs in a virtualenv holding nothing but the bundles'
-    requirements.txt (no Podium); the bundle holds the constant, and a static-shape artifact
-    takes any number of rows in chunks, as the trial scored them."""
+    """A built-in workload's winner, and a user model with its state batched on axis 1 and a
+    constant int64 scalar exported from every backend: each bundle runs in a virtualenv
+    holding nothing but the bundles' requirements.txt (no Podium); the bundle holds the
+    constant, and a static-shape artifact takes any number of rows in chunks, as the trial
+    scored them."""
     model, data = conformance_models.recurrent(tmp_path)
     workload = workloads.from_files(model, data)
     rows = {k: v[:7] for k, v in workload.eval_inputs.items()}  # odd, more than the batch
     np.savez(tmp_path / "rows.npz",
              **{k: v for k, v in workload.layout.feed(rows).items() if k != "sr"})
-    bundles = []
+    # A built-in workload's winner among them.
+    digits = run_trial(workloads.get("digits"), Configuration(variant="mlp-64"),
+                       protocol=protocol)
+    bundles = [export_bundle(digits, tmp_path / "digits")]
     for values in BACKENDS:
         result = run_trial(workload, Configuration.parse({"batch": 2, **values}),
                            protocol=protocol)
@@ -178,6 +189,8 @@ def test_user_model_bundles_run_in_a_fresh_virtualenv(protocol, tmp_path):
     for bundle in bundles:
         _matches_trial(bundle, _predict(bundle, bundle / SAMPLE_FILE, tmp_path / "s.npz",
                                         python=python, block=False))
+        if bundle.name == "digits":
+            continue
         got = _predict(bundle, tmp_path / "rows.npz", tmp_path / "r.npz", python=python,
                        block=False)
         assert got["stateN"].shape == (2, 7, 128), bundle.name

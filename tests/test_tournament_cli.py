@@ -19,7 +19,7 @@ from tuner import client as client_module
 from tuner.cli import main, userconfig
 from tuner.cli.demo import LeaderboardProcess
 from tuner.cli.tournament import idempotency_key, submit_baseline, tournament_body
-from tuner.cli.verify import parse_target
+from tuner.cli.verify import compare, parse_target
 from tuner.client import LeaderboardClient, LeaderboardFailed, LeaderboardRefused
 from tuner.errors import SubmissionRejected
 from tuner.knowledge.fingerprint import WorkloadFingerprint
@@ -427,3 +427,20 @@ def test_knowledge_pull_imports_ranked_records_once(user: Path, admin: Leaderboa
     assert ": 0 new" in capsys.readouterr().out
     assert main(["knowledge", "pull", "-t", "no-such"]) == 2
     assert "no tournament 'no-such'" in one_error_line(capsys)
+
+
+def test_the_referee_judges_microsecond_rows_with_an_absolute_noise_floor():
+    """A digits row claimed at 0.018 ms and re-measured at 0.022 ms (+22%, 4 µs) is noise, not
+    a dispute; a claim ten times too fast is disputed whatever the floor."""
+    from tests.leaderboard.conftest import make_record
+
+    def judged(claimed: float, measured: float) -> bool:
+        rows = compare(make_record(p50=claimed, p90=claimed, p99=claimed * 2),
+                       make_record(p50=measured, p90=measured, p99=measured * 2),
+                       latency_tolerance=0.10, quality_tolerance=0.005, one_sided=True)
+        return all(r.ok is not False for r in rows)
+
+    assert judged(0.018, 0.022)
+    assert not judged(0.0018, 0.018)
+    assert not judged(1.0, 1.2)  # a millisecond row: the relative tolerance decides
+    assert judged(1.0, 1.05)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+from dataclasses import replace
 
 import pytest
 
@@ -69,6 +70,23 @@ def test_second_build_is_a_cache_hit(digits, protocol, podium_home):
     assert second.artifact["cache_hit"] is True
     assert first.artifact["key"] == second.artifact["key"]
     assert (podium_home / "artifacts" / first.artifact["key"]).is_dir()
+
+
+def test_an_artifacts_quality_is_scored_once_where_the_protocol_reuses_it(digits, protocol):
+    """A search's twins of one artifact (other threads, session options) read its quality
+    back; without ``reuse_quality`` (reproduce, verify) it is scored afresh."""
+    reuse = replace(protocol, reuse_quality=True)
+    values = {"variant": "linear", "precision": "int8-dynamic"}
+    first = run_trial(digits, Configuration.parse(values), protocol=reuse)
+    twin = run_trial(digits, Configuration.parse(values | {"ort_graph_optimization": "basic"}),
+                     protocol=reuse)
+    fresh = run_trial(digits, Configuration.parse(values), protocol=protocol)
+    assert first.ok and twin.ok and fresh.ok
+    assert first.artifact["key"] == twin.artifact["key"] == fresh.artifact["key"]
+    assert twin.measurement["quality_reused"]["scored_at"]
+    assert "quality_reused" not in fresh.measurement
+    assert twin.metrics.quality == first.metrics.quality == fresh.metrics.quality
+    assert twin.measurement["eval_samples"] == digits.n_eval
 
 
 def test_record_round_trips_as_json(digits, protocol, tmp_path):

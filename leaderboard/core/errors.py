@@ -1,5 +1,8 @@
 """Every error leaves the API as ``{"error": {"code", "message", "details"}}``.
 
+A browser asking for a website page (``Accept: text/html``, a path outside ``/api/``) gets
+the same status, code and message as an HTML page instead; API clients keep JSON.
+
 HTTP statuses for Podium's error tree (:mod:`tuner.errors`) are decided here and nowhere
 else; unexpected exceptions become a bare 500 without a stack trace.
 """
@@ -11,7 +14,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -69,6 +72,26 @@ def error_response(status: int, message: str, *, code: str | None = None,
                         status_code=status, headers=headers)
 
 
+def wants_html(request: Request) -> bool:
+    """A browser on a website page: HTML accepted, not an API path."""
+    return (not request.url.path.startswith("/api/")
+            and "text/html" in request.headers.get("accept", ""))
+
+
+def respond(request: Request, status: int, message: str, *, code: str | None = None,
+            details: list[Any] | None = None, headers: dict[str, str] | None = None,
+            **extra: Any) -> Response:
+    """The error as JSON, or as an HTML page for a browser (:func:`wants_html`)."""
+    if not wants_html(request):
+        return error_response(status, message, code=code, details=details, headers=headers,
+                              **extra)
+    from leaderboard.templating import TEMPLATES
+
+    body = error_body(status, message, code=code, details=details)["error"]
+    return TEMPLATES.TemplateResponse(request, "error.html", {"status": status, **body},
+                                      status_code=status, headers=headers)
+
+
 def status_for(error: PodiumError) -> int:
     if isinstance(error, SubmissionRejected):
         return 422
@@ -115,28 +138,28 @@ def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
-    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc.status, exc.message, code=exc.code, details=exc.details,
-                              headers=exc.headers, **exc.extra)
+    async def _api_error(request: Request, exc: ApiError) -> Response:
+        return respond(request, exc.status, exc.message, code=exc.code, details=exc.details,
+                       headers=exc.headers, **exc.extra)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         message = exc.detail if isinstance(exc.detail, str) else _CODES.get(exc.status_code,
                                                                             "error")
-        return error_response(exc.status_code, message, headers=exc.headers)
+        return respond(request, exc.status_code, message, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
         details = _validation_details(exc)
         first = details[0] if details else {"loc": [], "message": "invalid request"}
         where = ".".join(p for p in first["loc"] if p != "body") or "request"
-        return error_response(422, f"invalid request: {where}: {first['message']}",
-                              details=details)
+        return respond(request, 422, f"invalid request: {where}: {first['message']}",
+                       details=details)
 
     @app.exception_handler(PodiumError)
-    async def _podium_error(_: Request, exc: PodiumError) -> JSONResponse:
+    async def _podium_error(request: Request, exc: PodiumError) -> Response:
         reasons = getattr(exc, "reasons", [])
-        return error_response(status_for(exc), one_line(exc), details=reasons)
+        return respond(request, status_for(exc), one_line(exc), details=reasons)
 
     @app.exception_handler(DBAPIError)
     async def _database_error(_: Request, exc: DBAPIError) -> JSONResponse:

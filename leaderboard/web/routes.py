@@ -12,7 +12,6 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse
-from fastapi.templating import Jinja2Templates
 
 from leaderboard import board, crud
 from leaderboard.api.deps import SessionDep
@@ -20,9 +19,9 @@ from leaderboard.core.db import utcnow
 from leaderboard.core.errors import ApiError
 from leaderboard.models import SubmissionStatus
 from leaderboard.present import submission_public, tournament_public
+from leaderboard.templating import TEMPLATES
 from tuner.trial.results import METRICS
 
-TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent.parent / "templates"))
 PAGE_ROWS = 100
 CHART_POINTS = 2000
 CHART_X, CHART_Y = "latency_p90_ms", "quality_ratio"

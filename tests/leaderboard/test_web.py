@@ -59,3 +59,24 @@ def test_rejected_submission_page_is_404(client: TestClient, tournament, alice: 
     error = client.post(f"{T}/submissions", headers=auth(alice),
                         json=submission_body(make_record(profile="gpu-x"))).json()["error"]
     assert client.get(f"/submissions/{error['submission_id']}").status_code == 404
+
+
+BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
+
+
+def test_a_browser_gets_error_pages_in_html_and_api_clients_keep_json(
+        client: TestClient, tournament) -> None:
+    for path, status, says in (("/tournaments/no-such-tournament", 404, "no-such-tournament"),
+                               ("/submissions/not-a-uuid", 422, "invalid request"),
+                               ("/no/such/page", 404, "Not Found")):
+        page = client.get(path, headers=BROWSER)
+        assert page.status_code == status
+        assert page.headers["content-type"].startswith("text/html")
+        assert f'<h1 id="error-status">{status}' in page.text and says in page.text
+        assert "All tournaments" in page.text  # the site's layout, a way back
+        api = client.get(path, headers={"Accept": "application/json"})
+        assert api.status_code == status and api.json()["error"]["message"]
+        assert client.get(path).json()["error"]  # no Accept: JSON
+    # The API answers JSON whatever a browser accepts.
+    api = client.get("/api/v1/tournaments/no-such-tournament", headers=BROWSER)
+    assert api.status_code == 404 and api.json()["error"]["code"] == "not_found"

@@ -4,7 +4,8 @@
 and maps every :class:`~tuner.errors.PodiumError` to its exit code
 (2 for bad input) with one line on stderr. The groups: ``workloads``, ``hardware``,
 ``backends``, ``trial``, ``optimize``, ``knowledge``, ``tournament`` (with ``register`` and
-``submit``), ``verify`` (``reproduce`` and ``referee``) and ``demo``; ``inputs`` and
+``submit``), ``verify`` (``reproduce`` and ``referee``), ``export``, ``report`` and
+``demo``; ``inputs`` and
 ``output`` are what they share (resolving a workload from options; the Rich consoles and
 tables), and
 ``userconfig`` is the user's leaderboard URL and credentials, which only commands read.

@@ -18,6 +18,7 @@ from tuner.cli.export import export_command
 from tuner.cli.hardware import hardware_app
 from tuner.cli.knowledge import knowledge_app
 from tuner.cli.optimize import optimize_command
+from tuner.cli.report import report_command
 from tuner.cli.tournament import register_command, submit_command, tournament_app
 from tuner.cli.trial import trial_app
 from tuner.cli.verify import referee_command, reproduce_command
@@ -39,6 +40,7 @@ app.command("reproduce")(reproduce_command)
 app.command("referee")(referee_command)
 app.command("demo")(demo_command)
 app.command("export")(export_command)
+app.command("report")(report_command)
 
 
 def _mount_leaderboard() -> None:

@@ -196,6 +196,7 @@ def demo_command(
     from tuner.cli.tournament import leaderboard_table, submit_baseline, submit_records
     from tuner.cli.verify import LATENCY_TOLERANCE, QUALITY_TOLERANCE, referee
     from tuner.search.optimize import optimize
+    from tuner.search.report import write_report
     from workloads.paths import home
 
     workload = workloads.get(DEMO_WORKLOAD)
@@ -218,6 +219,9 @@ def demo_command(
             referee(client, slug, top=REFEREE_TOP, latency_tolerance=LATENCY_TOLERANCE,
                     quality_tolerance=QUALITY_TOLERANCE, timeout_s=600.0)
             console.print(leaderboard_table(client.leaderboard(slug)))
+        report = write_report(result, home() / "demo-report.html")
+        console.print(f"report: [bold]{report}[/bold] (open it in a browser, offline)",
+                      soft_wrap=True)
         console.print(f"website: [bold]{server.url}/tournaments/{slug}[/bold]", soft_wrap=True)
         if exit_:
             return

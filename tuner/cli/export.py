@@ -38,13 +38,15 @@ def export_command(
                                             "quality, latency next to the ORT default"),
     rounds: int = typer.Option(3, min=1, help="--verify: interleaved rounds"),
     latency_tolerance: float = typer.Option(0.10, help="--verify: relative p90 tolerance"),
+    data: Path | None = typer.Option(None, help="--verify: score quality on these rows (an "
+                                                "npz by input name, optional labels)"),
 ) -> None:
     """Write a trial's artifact as a bundle that runs without Podium (or --verify one)."""
     sources = sum(x is not None for x in (study, submission))
     if verify:
         if len(paths) != 1 or sources:
             raise InputError("--verify takes one bundle folder and nothing else")
-        _verify(paths[0], rounds=rounds, latency_tolerance=latency_tolerance)
+        _verify(paths[0], rounds=rounds, latency_tolerance=latency_tolerance, data=data)
         return
     if sources > 1:
         raise InputError("give one of RESULT.json, --study or --submission")
@@ -116,19 +118,25 @@ def _from_submission(target: str):
     return _validated(TrialResult, public["record"], f"submission {submission_id}")
 
 
-def _verify(folder: Path, *, rounds: int, latency_tolerance: float) -> None:
+def _verify(folder: Path, *, rounds: int, latency_tolerance: float,
+            data: Path | None) -> None:
     from tuner.trial.bundle_verify import verify_bundle
 
     with console.status(f"verifying {folder}: {rounds} interleaved rounds beside the ORT "
                         "default …"):
-        check = verify_bundle(folder, rounds=rounds, latency_tolerance=latency_tolerance)
+        check = verify_bundle(folder, rounds=rounds, latency_tolerance=latency_tolerance,
+                              data=data)
     table = Table(title=f"{folder}: recorded vs here")
     for column in ("figure", "trial", "here"):
         table.add_column(column, justify="left" if column == "figure" else "right")
-    table.add_row("quality", format_value(check.recorded.get("quality")),
+    on = f" (here: on {data.name})" if data is not None else ""
+    table.add_row(f"quality{on}", format_value(check.recorded.get("quality")),
                   format_value(check.quality))
-    table.add_row("first call's outputs", "recorded",
-                  "match" if check.sample_problem is None else "differ")
+    table.add_row(f"quality_ratio{on}", format_value(check.recorded.get("quality_ratio")),
+                  format_value(check.quality_ratio))
+    if data is None:
+        table.add_row("first call's outputs", "recorded",
+                      "match" if check.sample_problem is None else "differ")
     table.add_row("p90 ms", format_value(check.recorded.get("latency_p90_ms")),
                   format_value(check.p90_ms))
     table.add_row("ORT default p90 ms", "—", format_value(check.baseline_ms))

@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich import box
 from rich.console import Group
 from rich.live import Live
 from rich.table import Table
 
 from tuner.cli.inputs import inputs_option, outputs_option, resolve_workload
-from tuner.cli.output import console, errors, format_value
+from tuner.cli.output import console, errors, format_value, short_metric
 
 NOTHING_FEASIBLE = 3
 
@@ -88,6 +89,8 @@ def optimize_command(
     ray_address: str | None = typer.Option(None, help="'auto' or an address of a cluster"),
     trial_timeout: float = typer.Option(600.0, help="limit per trial build/measurement, s"),
     json_out: Path | None = typer.Option(None, "--json", help="write the result here"),
+    report: Path | None = typer.Option(None, "--report", help="write the HTML report here "
+                                                              "(podium report)"),
     submit: str | None = typer.Option(None, "--submit", metavar="SLUG",
                                       help="submit the Pareto front to this tournament"),
     warm_start: bool = typer.Option(True, "--warm-start/--no-warm-start",
@@ -133,6 +136,10 @@ def optimize_command(
     if json_out is not None:
         result.to_json(json_out)
     _report(result)
+    if report is not None:
+        from tuner.search.report import write_report
+
+        console.print(f"report written to {write_report(result, report)}")
     if submit is not None:
         with target:
             submit_records(target, submit, result.front)
@@ -192,13 +199,17 @@ def _report(result: Any) -> None:
         console.print(result.sampler_reason, soft_wrap=True)
     if result.time_by_outcome:
         console.print(_time_table(result.time_by_outcome))
-    table = Table(title="Pareto front (feasible)")
-    for column in ("trial", "configuration", *result.objectives, "quality_ratio", "stability"):
-        table.add_column(column)
+    # Short metric headers and a configuration that wraps: nothing is cut at 80 columns.
+    metrics = list(dict.fromkeys([*result.objectives, "quality_ratio"]))
+    table = Table(title="Pareto front (feasible)", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("trial", no_wrap=True)
+    table.add_column("configuration", overflow="fold", min_width=16)
+    for metric in metrics:
+        table.add_column(short_metric(metric), justify="right", no_wrap=True)
+    table.add_column("stability", no_wrap=True)
     for r in result.front:
         table.add_row(r.trial_id[:8], _describe_record(r),
-                      *[format_value(r.metric(o)) for o in result.objectives],
-                      format_value(r.metric("quality_ratio")), str(r.metrics.stability))
+                      *[format_value(r.metric(m)) for m in metrics], str(r.metrics.stability))
     if result.front:
         console.print(table)
     base = result.baseline.metric(objective) if result.baseline and result.baseline.ok else None

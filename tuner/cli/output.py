@@ -13,6 +13,20 @@ errors = Console(stderr=True)
 _ARROWS = {"minimize": "↓", "maximize": "↑"}
 
 
+# Column headers that fit an 80-column terminal (the full names are in the README's glossary).
+SHORT_METRICS = {"latency_p50_ms": "p50 ms", "latency_p90_ms": "p90 ms",
+                 "latency_p99_ms": "p99 ms", "latency_mean_ms": "mean ms",
+                 "throughput_per_s": "items/s", "quality": "quality", "quality_ratio": "q/fp32",
+                 "model_size_bytes": "bytes", "peak_rss_bytes": "rss bytes", "build_s": "build s",
+                 "tune_s": "tune s", "power_w": "W", "energy_mj_per_inference": "mJ/item",
+                 "cost_per_million_usd": "$/1M"}
+
+
+def short_metric(name: str) -> str:
+    """A metric's column header: short where it has a short form, with its direction."""
+    return f"{SHORT_METRICS.get(name, name)} {_ARROWS[METRIC_DIRECTIONS[name]]}"
+
+
 def format_value(value: object) -> str:
     if value is None:
         return "—"

@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich import box
 from rich.table import Table
 
 from tuner.cli import userconfig
-from tuner.cli.output import console, format_value
+from tuner.cli.output import console, format_value, short_metric
 from tuner.client import LeaderboardClient, LeaderboardRefused
 from tuner.errors import InputError, SubmissionRejected, WorkloadError
 from tuner.search.result import CONFIRMATION_KEY
@@ -162,16 +163,23 @@ def leaderboard_table(board: dict[str, Any]) -> Table:
     """The ranked rows as a Rich table, objectives first."""
     metrics = [o["metric"] for o in board["objectives"]]
     metrics += [m for m in ("quality_ratio", "cost_per_million_usd") if m not in metrics]
-    table = Table(title=f"leaderboard {board['tournament']} (sorted by {board['sort']})")
-    for column in ("rank", "participant", "status", "variant", "configuration", *metrics):
-        table.add_column(column, justify="right" if column in metrics else "left")
+    # Fits 80 columns without cutting a cell: short metric headers, text that wraps (a long
+    # name folds onto a second line) and the configuration under its variant.
+    table = Table(title=f"leaderboard {board['tournament']} (sorted by {board['sort']})",
+                  box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("participant", overflow="fold", min_width=8, ratio=2)
+    table.add_column("status", no_wrap=True)
+    table.add_column("configuration", overflow="fold", min_width=12, ratio=3)
+    for metric in metrics:
+        table.add_column(short_metric(metric), justify="right", no_wrap=True)
     for row in board["data"]:
         c = row["config"]
         table.add_row(
             str(row["rank"]) if row["rank"] is not None else "—",
             "baseline" if row["is_baseline"] else str(row["participant"]), str(row["status"]),
-            row["variant"], f"{c.get('backend')} {c.get('precision')} {c.get('threads')}t "
-                            f"b{c.get('batch')} {row['hardware_profile']}",
+            f"{row['variant']}\n{c.get('backend')} {c.get('precision')} {c.get('threads')}t "
+            f"b{c.get('batch')} {row['hardware_profile']}",
             *[format_value(row["metrics"].get(m)) for m in metrics])
     return table
 

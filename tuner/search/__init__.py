@@ -7,7 +7,9 @@ check the CLI runs first), ``space`` (the conditional space of configurations), 
 submit → collect → tell), ``executor`` (trials as Ray tasks on the hardware they target),
 ``replay`` (an executor answering from a measured table, for benchmarks and fast tests) and
 ``result`` (:class:`~tuner.search.result.OptimizationResult`, the feasible best and the
-Pareto front).
+Pareto front, read back from a study or a JSON file), ``confirm`` and ``breakdown`` (the
+side-by-side re-measurement of the best, where the time went) and ``report`` (the search
+as one self-contained HTML file).
 
 May import: :mod:`tuner.knowledge`, :mod:`tuner.trial`, :mod:`tuner.backends`,
 :mod:`tuner.transforms`, :mod:`tuner.hardware`, :mod:`tuner.errors` and ``workloads``.

@@ -9,7 +9,8 @@ failed to build or missed the quality constraint here — without measuring it a
 Every trial it submits carries two gates (:class:`tuner.trial.measure.Protocol`): the
 quality floor of the constraints (an artifact under it is never timed) and, on a
 single-objective latency search, an abort line ``prune_factor`` × the incumbent's p90 (a
-probe p50 above it stops the timing: ``pruned``, never a measured result).
+probe p50 above it stops the timing: ``pruned``, never a measured result); and it lets a
+trial read back the quality its artifact already scored (``reuse_quality``).
 """
 
 from __future__ import annotations
@@ -183,11 +184,12 @@ class SearchLoop:
         self._emit("running", config=config)
         return "submitted"
 
-    def _gates(self) -> dict[str, float]:
+    def _gates(self) -> dict[str, float | bool]:
         """The protocol gates of the next trial (see the module docstring)."""
-        gates: dict[str, float] = {}
+        gates: dict[str, float | bool] = {}
         if not self.staged:
             return gates
+        gates["reuse_quality"] = True  # an artifact's twins read its quality back
         floor = quality_floor(self.constraints)
         if floor is not None:
             gates["quality_floor"] = floor

@@ -14,7 +14,7 @@ from typing import Any
 
 from tuner.search.breakdown import where_time_went
 from tuner.search.study import PRIOR_ATTR, RESULT_ATTR, SOURCE_ATTR
-from tuner.trial.constraints import Constraint, feasible, unmet, violations
+from tuner.trial.constraints import Constraint, feasible, parse_constraints, unmet, violations
 from tuner.trial.results import METRIC_DIRECTIONS, TrialResult, TrialState
 
 NEAREST = 3
@@ -97,6 +97,29 @@ class OptimizationResult:
         record, confirmation = pick_record(self.as_dict(), pick)
         return export_bundle(record, Path(out_dir), force=force, confirmation=confirmation,
                              source=f"study {self.study} ({pick})")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> OptimizationResult:
+        """Read back :meth:`as_dict` (an ``optimize --json`` file)."""
+        load = lambda r: TrialResult.model_validate(  # noqa: E731
+            {k: v for k, v in r.items() if k != CONFIRMATION_KEY}) if r else None
+        results = [load(r) for r in data.get("trials") or []]
+        by_id = {r.trial_id: r for r in results}
+        best = data.get("best")
+        pick = lambda r: by_id.get(r["trial_id"]) or load(r)  # noqa: E731
+        result = cls(study=data.get("study", ""), storage=data.get("storage", ""),
+                     objectives=list(data["objectives"]),
+                     constraints=list(data.get("constraints") or []),
+                     baseline=load(data.get("baseline")), results=results,
+                     best=pick(best) if best else None,
+                     front=[pick(r) for r in data.get("pareto") or []],
+                     knowledge=dict(data.get("knowledge") or {}),
+                     sampler=data.get("sampler", ""),
+                     sampler_reason=data.get("sampler_reason", ""),
+                     time_by_outcome=list(data.get("time_by_outcome") or []),
+                     confirmation=(best or {}).get(CONFIRMATION_KEY))
+        result.feasible = feasible(results, parse_constraints(result.constraints))
+        return result
 
     def to_json(self, path: Path | str | None = None) -> str:
         text = json.dumps(self.as_dict(), indent=2)
@@ -214,7 +237,6 @@ def load_result(name: str, storage: str) -> OptimizationResult:
     import optuna
 
     from tuner.errors import InputError, one_line
-    from tuner.trial.constraints import parse_constraints
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:

@@ -3,8 +3,11 @@
 Owns ``run`` (:func:`~tuner.trial.run.run_trial`, which chains the rest and turns any
 failure into a FAILED record), ``build`` (transforms + backend in a worker process, and the
 artifact cache), ``worker`` (the process entry, ``python -m tuner.trial.worker``),
-``subprocess_runner`` (starting, limiting and reading that process) and ``measure`` (the
-measurement protocol, MEASUREMENT.md).
+``subprocess_runner`` (starting, limiting and reading that process), ``measure`` (the
+measurement protocol, MEASUREMENT.md), ``quality_cache`` (an artifact's quality, scored once)
+and the export of a trial as a bundle that runs without Podium: ``bundle`` (writing and
+opening one), ``bundle_predict`` (its ``predict.py``, standalone) and ``bundle_verify``
+(``podium export --verify``).
 
 It also owns the records every stage speaks: ``config`` (:class:`Configuration`, what to
 build and run), ``results`` (:class:`TrialResult`, the schema the leaderboard stores too)

@@ -10,6 +10,10 @@ process per measurement (MEASUREMENT.md rules 2 and 8). Checked:
 * its p90 latency, interleaved with the ONNX Runtime default (fp32, all optimizations, the
   same cores) over ``rounds`` rounds, against the trial's p90 within the reproduce tolerance
   — judged only on the hardware the trial ran on; elsewhere the figures are shown, not judged.
+
+With ``data`` (an npz of the user's own rows, optionally with ``labels``) quality is scored
+on those rows instead, against the workload's fp32 reference model run on them: the ratio is
+reported, not judged (the trial never saw those rows), and the first-call check is skipped.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ class BundleCheck:
     folder: Path
     recorded: dict[str, Any]  # the bundle's metrics as recorded by the trial
     quality: float | None = None
+    quality_ratio: float | None = None
+    data: Path | None = None  # the user's rows quality was scored on, instead of the trial's
     sample_problem: str | None = None
     bundle_p90_ms: list[float] = field(default_factory=list)
     baseline_p90_ms: list[float] = field(default_factory=list)
@@ -63,7 +69,7 @@ class BundleCheck:
 
 
 def verify_bundle(folder: Path, *, rounds: int = 3, timeout_s: float = 600.0,
-                  latency_tolerance: float = LATENCY_TOLERANCE,
+                  latency_tolerance: float = LATENCY_TOLERANCE, data: Path | None = None,
                   cpus: list[int] | None = None) -> BundleCheck:
     """Re-check ``folder`` here; :attr:`BundleCheck.problems` lists what is outside.
     Unstable rounds (MEASUREMENT.md: flagged, never a result) are left out of the p90."""
@@ -86,7 +92,8 @@ def verify_bundle(folder: Path, *, rounds: int = 3, timeout_s: float = 600.0,
     config = Configuration.model_validate(spec["config"]).normalized()
     config, _ = validate(workload, config)
     cpus = cpus or sorted(os.sched_getaffinity(0))[:config.threads]
-    check = BundleCheck(folder=folder, recorded=spec["metrics"])
+    check = BundleCheck(folder=folder, recorded=spec["metrics"], data=data)
+    scored = workload if data is None else _on_rows(workload, data)
     check.same_hardware = (spec["hardware"]["fingerprint"].get("cpu_model")
                            == local_host().model)
     baseline = Configuration(variant=workload.reference, threads=config.threads)
@@ -95,9 +102,9 @@ def verify_bundle(folder: Path, *, rounds: int = 3, timeout_s: float = 600.0,
         order = ("bundle", "baseline") if index % 2 == 0 else ("baseline", "bundle")
         for what in order:
             if what == "bundle":
-                stats = _measure_bundle(folder, workload, config, cpus, timeout_s)
+                stats = _measure_bundle(folder, scored, config, cpus, timeout_s)
                 quality.append(stats["quality"])
-                if index == 0:
+                if index == 0 and data is None:
                     check.sample_problem = sample_mismatch(
                         spec["sample"]["outputs"], stats["output_sample"]) \
                         if spec["sample"].get("outputs") else None
@@ -111,8 +118,24 @@ def verify_bundle(folder: Path, *, rounds: int = 3, timeout_s: float = 600.0,
                         and result.metrics.latency_p90_ms):
                     check.baseline_p90_ms.append(result.metrics.latency_p90_ms)
     check.quality = quality[0]
-    _judge(check, quality, latency_tolerance)
+    if scored.reference_quality > 0:
+        check.quality_ratio = check.quality / scored.reference_quality
+    _judge(check, quality if data is None else [], latency_tolerance)
     return check
+
+
+def _on_rows(workload: Any, data: Path) -> Any:
+    """The workload's fp32 reference model with the user's rows, laid out as the workload's
+    (batch axes, constants, unscored outputs)."""
+    from workloads.layout import CONSTANT, UNSCORED
+    from workloads.user import from_files
+
+    layout = workload.layout
+    inputs = {name: CONSTANT if axis is None else axis for name, axis in layout.inputs.items()
+              if name not in layout.constants}
+    outputs = dict.fromkeys(layout.unscored, UNSCORED)
+    return from_files(workload.model_path(workload.reference), data,
+                      name=f"{workload.name}:verify", inputs=inputs, outputs=outputs)
 
 
 def _measure_bundle(folder: Path, workload: Any, config: Configuration, cpus: list[int],

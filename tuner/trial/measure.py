@@ -9,7 +9,10 @@ Two gates a search sets per trial spare it timings whose fate is known
 (:class:`Protocol`): ``quality_floor`` (a quality ratio under the hard constraint ends the
 trial before any timing: quality depends on the artifact, never on its speed) and
 ``abort_p50_ms`` (after warm-up, ``probe_calls`` timed calls; a probe p50 above it ends the
-timing, ``pruned``: the search's incumbent is that many times faster).
+timing, ``pruned``: the search's incumbent is that many times faster). With
+``reuse_quality`` an artifact's quality, once scored on the workload, is read back rather
+than scored again by every trial that runs the same artifact with other threads or session
+options (rule 5: it is computed from the same artifact that is timed).
 
 Stability: the latency samples are cut into ``blocks`` contiguous blocks; the CV of the
 block medians decides ``stable`` (≤ 5%), ``noisy`` (≤ 10%) or ``unstable``.
@@ -63,6 +66,10 @@ class Protocol:
     quality_floor: float | None = None
     abort_p50_ms: float | None = None
     probe_calls: int = 32
+    # Read the artifact's quality on this workload back from the quality cache when a trial
+    # already scored it (:mod:`tuner.trial.quality_cache`); a search and its confirmation
+    # set it, ``reproduce`` and ``export --verify`` never do.
+    reuse_quality: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

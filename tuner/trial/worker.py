@@ -58,6 +58,7 @@ def build_task(spec: dict[str, Any]) -> dict[str, Any]:
 def measure_task(spec: dict[str, Any]) -> dict[str, Any]:
     """Load one artifact and run the protocol plus the quality evaluation."""
     from tuner.backends import Artifact, get_backend
+    from tuner.trial import quality_cache
     from tuner.trial.bundle import load_bundle, output_sample
     from tuner.trial.config import Configuration
     from tuner.trial.measure import Protocol, check_finite, measure_session
@@ -79,10 +80,16 @@ def measure_task(spec: dict[str, Any]) -> dict[str, Any]:
     load_s = time.perf_counter() - start
     example = workload.example_feed(config.batch)
     sample = output_sample(session.run(example))
-    outputs = run_in_batches(workload.layout.wrap(scored_run), workload.eval_inputs,
-                             config.batch, pad=True)
-    check_finite(outputs)
-    stats = quality_of(workload, outputs)
+    artifact_dir = None if spec.get("bundle_dir") else artifact.path
+    stats = (quality_cache.read(artifact_dir, workload.sha256)
+             if protocol.reuse_quality and artifact_dir is not None else None)
+    if stats is None:
+        outputs = run_in_batches(workload.layout.wrap(scored_run), workload.eval_inputs,
+                                 config.batch, pad=True)
+        check_finite(outputs)
+        stats = quality_of(workload, outputs)
+        if artifact_dir is not None:
+            quality_cache.write(artifact_dir, workload.sha256, stats)
     reference = workload.reference_quality
     ratio = stats["quality"] / reference if reference > 0 else None
     if protocol.quality_floor is not None and ratio is not None and ratio < protocol.quality_floor:
