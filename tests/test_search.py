@@ -111,12 +111,16 @@ def test_crashing_workers_are_failed_trials_and_the_study_finishes(tmp_path, mon
     assert not result.baseline.ok
 
 
-def test_quality_gate_and_pruning_keep_untimed_trials_out_of_the_front(tmp_path):
-    """Under the quality floor a trial is never timed; behind the abort line its timing
-    stops; neither is a measured result, and Optuna hears FAIL and PRUNED."""
+def test_quality_gate_and_pruning_keep_untimed_trials_out_of_the_front(tmp_path, digits):
+    """Behind the abort line a trial's probe stops it before its quality is even scored;
+    under the quality floor a trial is never timed; neither is a measured result, and
+    Optuna hears PRUNED and FAIL."""
     import optuna
 
+    from tuner.trial.config import Configuration
+    from tuner.trial.measure import Protocol
     from tuner.trial.results import TrialState
+    from tuner.trial.run import run_trial
 
     space = {"backend": "ort", "batch": 1, "threads": 1, "ort_graph_optimization": "all",
              "variant": ["linear", "mlp-64"], "precision": "fp32"}
@@ -125,21 +129,56 @@ def test_quality_gate_and_pruning_keep_untimed_trials_out_of_the_front(tmp_path)
     states = {r.config["variant"]: r for r in result.results}
     assert result.baseline.ok  # never gated
     for r in states.values():
-        assert r.state in (TrialState.INFEASIBLE, TrialState.PRUNED), r
-        assert r.metrics.latency_p90_ms is None and r.metrics.quality_ratio is not None
+        # An artifact whose quality an earlier trial scored (the quality cache) meets the
+        # floor first; otherwise the probe comes before any scoring.
+        reused = "quality_reused" in r.measurement
+        assert r.state in (TrialState.PRUNED, TrialState.INFEASIBLE), r
+        assert r.metrics.latency_p90_ms is None
         if r.state is TrialState.INFEASIBLE:
-            assert r.metrics.quality_ratio < 0.995 and "not timed" in r.error
-            assert r.measurement["timed"] is False
-        else:
-            assert r.measurement["pruned"]["probe_p50_ms"] > r.measurement["pruned"][
-                "abort_p50_ms"] == pytest.approx(1e-6 * result.baseline.metrics.latency_p90_ms)
+            assert reused and r.metrics.quality_ratio < 0.995
+            continue
+        assert (r.metrics.quality is None) != reused and r.quality_known == reused
+        assert r.measurement["pruned"]["probe_p50_ms"] > r.measurement["pruned"][
+            "abort_p50_ms"] == pytest.approx(1e-6 * result.baseline.metrics.latency_p90_ms)
     assert all(r.ok for r in result.front) and not set(states) & {
         r.config["variant"] for r in result.front}
     study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'study.db'}")
     told = {t.state for t in study.trials if t.params}
     assert told <= {optuna.trial.TrialState.FAIL, optuna.trial.TrialState.PRUNED}
-    outcomes = {g["outcome"] for g in result.time_by_outcome}
-    assert outcomes <= {"infeasible", "pruned", "feasible"}
+    assert {g["outcome"] for g in result.time_by_outcome} <= {"pruned", "infeasible",
+                                                               "feasible"}
+    # Under the floor: quality scored, nothing timed.
+    floored = run_trial(digits, Configuration.parse({"variant": "linear"}),
+                        protocol=Protocol(quality_floor=0.995))
+    assert floored.state is TrialState.INFEASIBLE and "not timed" in floored.error
+    assert floored.metrics.quality_ratio < 0.995 and floored.measurement["timed"] is False
+    assert floored.metrics.latency_p90_ms is None and floored.quality_known
+
+
+def test_a_multi_objective_front_prunes_a_candidate_it_dominates_with_margin(digits):
+    """With objectives latency and quality, a candidate no better in quality than a front
+    point stops timing once its probe is k× slower than that point; a candidate better in
+    quality than every point is timed in full, however slow."""
+    from dataclasses import replace
+
+    from tuner.trial.config import Configuration
+    from tuner.trial.measure import front_abort_line
+    from tuner.trial.results import TrialState
+    from tuner.trial.run import run_trial
+
+    point = {"latency_p90_ms": 1e-6, "quality_ratio": 1.0}
+    gated = replace(FAST_PROTOCOL, abort_front=(point,), abort_factor=3.0)
+    assert front_abort_line(gated, {"quality_ratio": 0.99}) == pytest.approx(3e-6)
+    assert front_abort_line(gated, {"quality_ratio": 1.01}) is None  # better: not dominated
+    assert front_abort_line(gated, {"quality_ratio": None}) is None
+    assert front_abort_line(replace(gated, abort_front=(point, point | {
+        "latency_p90_ms": 1e-7})), {"quality_ratio": 0.9}) == pytest.approx(3e-7)
+    config = Configuration.parse({"variant": "linear"})
+    pruned = run_trial(digits, config, protocol=gated)
+    assert pruned.state is TrialState.PRUNED and "front point" in pruned.error
+    assert pruned.measurement["pruned"]["abort_p50_ms"] == pytest.approx(3e-6)
+    worse_front = replace(gated, abort_front=({"latency_p90_ms": 1e-6, "quality_ratio": 0.5},))
+    assert run_trial(digits, config, protocol=worse_front).state is TrialState.COMPLETE
 
 
 def test_the_best_is_confirmed_side_by_side_in_fresh_processes(tmp_path):

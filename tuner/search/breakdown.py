@@ -28,7 +28,7 @@ _MASKS = ((re.compile(r"'[^']*'|\"[^\"]*\"|\([^()]*\)"), "…"),  # quoted names
 def outcome(result: TrialResult, constraints: Iterable[Constraint]) -> tuple[str, str]:
     """``result``'s group: (outcome, reason)."""
     if result.state is TrialState.PRUNED:
-        return "pruned", "probe far behind the incumbent: timing stopped"
+        return "pruned", "probe far behind the incumbent (or the front): timing stopped"
     if result.state is TrialState.INFEASIBLE:
         missed = [str(c) for c in constraints if result.metric(c.metric) is not None
                   and not c.holds(result.metric(c.metric))]

@@ -121,7 +121,7 @@ class Executor(ABC):
 
     @abstractmethod
     def submit(self, key: Any, workload: Workload, config: Any, *,
-               seed: int | None = None, gates: dict[str, float | bool] | None = None) -> None:
+               seed: int | None = None, gates: dict[str, Any] | None = None) -> None:
         """Start one trial; ``key`` comes back in the matching ``Running``. ``gates``
         override :class:`~tuner.trial.measure.Protocol` fields for it (``quality_floor``,
         ``abort_p50_ms``)."""
@@ -201,7 +201,7 @@ class RayExecutor(Executor):
                    default=0)
 
     def submit(self, key: Any, workload: Workload, config: Any, *,
-               seed: int | None = None, gates: dict[str, float | bool] | None = None) -> None:
+               seed: int | None = None, gates: dict[str, Any] | None = None) -> None:
         options = {"num_cpus": config.threads, "resources": {resource_name(config.hardware): 1}}
         protocol = replace(self.protocol, **(gates or {}))
         ref = self._remote.options(**options).remote(

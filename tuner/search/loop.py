@@ -7,10 +7,12 @@ already knows — a finished configuration, one in flight, or one using an artif
 failed to build or missed the quality constraint here — without measuring it again.
 
 Every trial it submits carries two gates (:class:`tuner.trial.measure.Protocol`): the
-quality floor of the constraints (an artifact under it is never timed) and, on a
-single-objective latency search, an abort line ``prune_factor`` × the incumbent's p90 (a
-probe p50 above it stops the timing: ``pruned``, never a measured result); and it lets a
-trial read back the quality its artifact already scored (``reuse_quality``).
+quality floor of the constraints (an artifact under it is never timed) and, on a latency
+search, an abort line (a probe p50 above it stops the timing: ``pruned``, never a measured
+result): ``prune_factor`` × the incumbent's p90 with one objective; with more, where the
+others are known before timing (quality, size), ``prune_factor`` × the p90 of the front's
+fastest point that is at least as good on them. It also lets a trial read back the quality
+its artifact already scored (``reuse_quality``).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 
 from tuner.knowledge.transfer import TRANSFERS, Transfer, next_transfer
 from tuner.search.executor import Executor
-from tuner.search.result import best_of
+from tuner.search.result import best_of, pareto_front
 from tuner.search.space import quality_floor
 from tuner.search.study import (
     DEFERRED_ATTR,
@@ -39,7 +41,7 @@ from tuner.search.study import (
 )
 from tuner.trial.config import Configuration, artifact_digest
 from tuner.trial.constraints import Constraint, feasible, quality_shortfall
-from tuner.trial.results import TrialResult, TrialState
+from tuner.trial.results import KNOWN_BEFORE_TIMING, TrialResult, TrialState
 from tuner.trial.run import failed_result
 from workloads.base import Workload
 
@@ -184,21 +186,33 @@ class SearchLoop:
         self._emit("running", config=config)
         return "submitted"
 
-    def _gates(self) -> dict[str, float | bool]:
+    def _gates(self) -> dict[str, Any]:
         """The protocol gates of the next trial (see the module docstring)."""
-        gates: dict[str, float | bool] = {}
+        gates: dict[str, Any] = {}
         if not self.staged:
             return gates
         gates["reuse_quality"] = True  # an artifact's twins read its quality back
         floor = quality_floor(self.constraints)
         if floor is not None:
             gates["quality_floor"] = floor
-        objective = self.objectives[0]
-        if self.prune_factor and len(self.objectives) == 1 and objective.startswith("latency_"):
-            incumbent = best_of(self._feasible(list(self.cache.values())), objective)
+        objective, others = self.objectives[0], self.objectives[1:]
+        if not self.prune_factor or not objective.startswith("latency_"):
+            return gates
+        good = self._feasible(list(self.cache.values()))
+        if not others:
+            incumbent = best_of(good, objective)
             p90 = incumbent.metric("latency_p90_ms") if incumbent is not None else None
             if p90:
                 gates["abort_p50_ms"] = self.prune_factor * p90
+        elif all(o in KNOWN_BEFORE_TIMING for o in others):
+            # Multi-objective: the worker prunes a candidate the front dominates with margin
+            # once its quality (and size) are known (measure.front_abort_line).
+            front = [{"latency_p90_ms": r.metric("latency_p90_ms")}
+                     | {o: r.metric(o) for o in others}
+                     for r in pareto_front(good, self.objectives) if r.metric("latency_p90_ms")]
+            if front:
+                gates["abort_front"] = front
+                gates["abort_factor"] = self.prune_factor
         return gates
 
     def _remember(self, result: TrialResult) -> None:

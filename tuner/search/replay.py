@@ -34,7 +34,7 @@ class TableExecutor(Executor):
         return self.profiles.get(profile, 0)
 
     def submit(self, key: Any, workload: Workload, config: Any, *,
-               seed: int | None = None, gates: dict[str, float | bool] | None = None) -> None:
+               seed: int | None = None, gates: dict[str, Any] | None = None) -> None:
         now = time.monotonic()
         handle = object()
         self.running[handle] = Running(key=key, config=config, submitted=now, deadline=now,

@@ -70,6 +70,12 @@ class Protocol:
     # already scored it (:mod:`tuner.trial.quality_cache`); a search and its confirmation
     # set it, ``reproduce`` and ``export --verify`` never do.
     reuse_quality: bool = False
+    # A multi-objective latency search's gate: its front (each point's p90 and its values on
+    # the objectives known before timing) and the margin. A candidate whose quality puts it
+    # no better than some point on those objectives is pruned when its probe p50 is above
+    # ``abort_factor`` × that point's p90 (see :func:`front_abort_line`).
+    abort_front: tuple[dict[str, float], ...] | None = None
+    abort_factor: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -207,15 +213,42 @@ def probe(run: Run, feed: dict[str, np.ndarray], protocol: Protocol) -> dict[str
             "abort_p50_ms": protocol.abort_p50_ms}
 
 
+def front_abort_line(protocol: Protocol, known: dict[str, float | None]) -> float | None:
+    """The abort line a front sets for a candidate whose pre-timing figures are ``known``:
+    ``abort_factor`` × the lowest p90 among the front's points that are at least as good on
+    every other objective (so a candidate slower than that is dominated with margin); None
+    when no point is, or the gate is off."""
+    from tuner.trial.results import METRIC_DIRECTIONS
+
+    if not protocol.abort_front or not protocol.abort_factor:
+        return None
+    lines = []
+    for point in protocol.abort_front:
+        others = {k: v for k, v in point.items() if k != "latency_p90_ms"}
+        if all(known.get(k) is not None and v is not None
+               and (v >= known[k] if METRIC_DIRECTIONS[k] == "maximize" else v <= known[k])
+               for k, v in others.items()):
+            lines.append(protocol.abort_factor * point["latency_p90_ms"])
+    return min(lines) if lines else None
+
+
+def screen(run: Run, feed: dict[str, np.ndarray], protocol: Protocol) -> dict[str, Any]:
+    """Warm up and probe only: ``{"pruned": …, "warmup_calls"}`` when the probe is above the
+    abort line, else ``{"warmup_calls"}`` (the session is warm for what follows)."""
+    check_finite(run(feed))
+    warmup = warm_up(run, feed, protocol)
+    stopped = probe(run, feed, protocol)
+    return {"warmup_calls": warmup} | ({"pruned": stopped} if stopped is not None else {})
+
+
 def measure_session(run: Run, feed: dict[str, np.ndarray], batch: int,
                     protocol: Protocol) -> dict[str, Any]:
     """Run the timing part of the protocol on one loaded session; ``{"pruned": …}`` when
     the probe says the artifact is far behind (see :func:`probe`)."""
-    check_finite(run(feed))
-    warmup = warm_up(run, feed, protocol)
-    stopped = probe(run, feed, protocol)
-    if stopped is not None:
-        return {"pruned": stopped, "warmup_calls": warmup}
+    screened = screen(run, feed, protocol)
+    if "pruned" in screened:
+        return screened
+    warmup = screened["warmup_calls"]
     usage = CoreUsage()
     stats = latency_stats(time_calls(run, feed, protocol), protocol)
     stats |= offline_throughput(run, feed, batch, protocol)

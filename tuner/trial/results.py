@@ -37,6 +37,8 @@ METRICS: dict[str, tuple[str, Literal["minimize", "maximize"]]] = {
 }
 # Per-sample figures a larger batch can improve; every other metric is per call or per model.
 PER_SAMPLE_METRICS = ("throughput_per_s", "energy_mj_per_inference", "cost_per_million_usd")
+# Figures a measuring worker has before it times anything (the search's pruning uses them).
+KNOWN_BEFORE_TIMING = ("quality", "quality_ratio", "model_size_bytes")
 METRIC_UNITS = {name: unit for name, (unit, _) in METRICS.items()}
 METRIC_DIRECTIONS = {name: direction for name, (_, direction) in METRICS.items()}
 
@@ -144,8 +146,10 @@ class TrialResult(BaseModel):
 
     @property
     def quality_known(self) -> bool:
-        """Its quality was measured: complete, or stopped by a gate after quality."""
-        return self.state in (TrialState.COMPLETE, TrialState.INFEASIBLE, TrialState.PRUNED)
+        """Its quality was measured: complete, or stopped by a gate after quality (a trial
+        its probe pruned before quality has none)."""
+        return (self.state in (TrialState.COMPLETE, TrialState.INFEASIBLE, TrialState.PRUNED)
+                and self.metrics.quality is not None)
 
     def metric(self, name: str) -> float | None:
         value = getattr(self.metrics, name)

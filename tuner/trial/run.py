@@ -135,7 +135,7 @@ def run_trial(workload: Workload, config: Configuration, *, protocol: Protocol |
     tune_s = float(artifact.details.get("tune_s", 0.0))
     if stats.get("timed") is False or "pruned" in stats:
         state, error, stage = _stopped(stats, workload, protocol)
-        metrics = Metrics(quality=stats["quality"], quality_ratio=_ratio(stats, workload),
+        metrics = Metrics(quality=stats.get("quality"), quality_ratio=_ratio(stats, workload),
                           model_size_bytes=artifact.model_size_bytes, build_s=artifact.build_s,
                           tune_s=tune_s)
         return TrialResult(**record, state=state, error=error, failed_stage=stage,
@@ -148,8 +148,10 @@ def run_trial(workload: Workload, config: Configuration, *, protocol: Protocol |
 
 
 def _ratio(stats: dict[str, Any], workload: Workload) -> float | None:
+    """The quality ratio; None where quality was not scored (pruned by its probe first)."""
     reference = workload.reference_quality
-    return stats["quality"] / reference if reference > 0 else None
+    quality = stats.get("quality")
+    return quality / reference if reference > 0 and quality is not None else None
 
 
 def _stopped(stats: dict[str, Any], workload: Workload,
@@ -160,10 +162,12 @@ def _stopped(stats: dict[str, Any], workload: Workload,
                 f"quality_ratio {_ratio(stats, workload):.4g} is under the search's quality "
                 f"floor {protocol.quality_floor:g}: not timed", "quality")
     pruned = stats["pruned"]
+    whose = ("a front point as good on the other objectives" if protocol.abort_front
+             else "the incumbent")
     return (TrialState.PRUNED,
             f"pruned: probe p50 {pruned['probe_p50_ms']:.4g} ms over {pruned['probe_calls']} "
             f"calls is above the abort line {pruned['abort_p50_ms']:.4g} ms (a multiple of "
-            "the incumbent's p90): timing stopped", "measure")
+            f"the p90 of {whose}): timing stopped", "measure")
 
 
 def _record(workload: Workload, config: Configuration, profile: HardwareProfile, *,

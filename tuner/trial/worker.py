@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 import traceback
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,13 @@ def measure_task(spec: dict[str, Any]) -> dict[str, Any]:
     from tuner.trial import quality_cache
     from tuner.trial.bundle import load_bundle, output_sample
     from tuner.trial.config import Configuration
-    from tuner.trial.measure import Protocol, check_finite, measure_session
+    from tuner.trial.measure import (
+        Protocol,
+        check_finite,
+        front_abort_line,
+        measure_session,
+        screen,
+    )
     from workloads.quality import quality_of
     from workloads.reference import run_in_batches
     from workloads.registry import open_root
@@ -83,6 +90,14 @@ def measure_task(spec: dict[str, Any]) -> dict[str, Any]:
     artifact_dir = None if spec.get("bundle_dir") else artifact.path
     stats = (quality_cache.read(artifact_dir, workload.sha256)
              if protocol.reuse_quality and artifact_dir is not None else None)
+    screened = None
+    if stats is None and protocol.abort_p50_ms is not None:
+        # The abort line is known before quality: a candidate far behind the incumbent is
+        # pruned by its probe before the evaluation set is run through it (scoring a slow
+        # artifact costs more than its probe and its build together).
+        screened = screen(session.run, example, protocol)
+        if "pruned" in screened:
+            stats = {"quality": None} | screened
     if stats is None:
         outputs = run_in_batches(workload.layout.wrap(scored_run), workload.eval_inputs,
                                  config.batch, pad=True)
@@ -91,10 +106,20 @@ def measure_task(spec: dict[str, Any]) -> dict[str, Any]:
         if artifact_dir is not None:
             quality_cache.write(artifact_dir, workload.sha256, stats)
     reference = workload.reference_quality
-    ratio = stats["quality"] / reference if reference > 0 else None
-    if protocol.quality_floor is not None and ratio is not None and ratio < protocol.quality_floor:
+    ratio = (stats["quality"] / reference
+             if reference > 0 and stats["quality"] is not None else None)
+    below_floor = (protocol.quality_floor is not None and ratio is not None
+                   and ratio < protocol.quality_floor)
+    if below_floor:
         stats["timed"] = False  # quality decides the trial: timing it would tell nothing
-    else:
+    elif "pruned" not in stats:
+        line = front_abort_line(protocol, {
+            "quality": stats["quality"], "quality_ratio": ratio,
+            "model_size_bytes": None if spec.get("bundle_dir") else artifact.model_size_bytes})
+        if line is not None and (protocol.abort_p50_ms is None or line < protocol.abort_p50_ms):
+            protocol = replace(protocol, abort_p50_ms=line)
+        elif screened is not None:  # this line's probe passed already
+            protocol = replace(protocol, abort_p50_ms=None)
         stats |= measure_session(session.run, example, config.batch, protocol)
     stats["load_s"] = load_s
     stats["output_sample"] = sample
