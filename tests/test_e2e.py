@@ -155,6 +155,7 @@ def test_tournament_end_to_end(server: str, tmp_path: Path, digits: Any,
                  str(front)]) == 0
     shipped = json.loads((front / "inference.json").read_text())
     assert shipped["trial_id"] == result.front[0].trial_id
+    assert shipped["recorded_speedup"]["source"] == "search (baseline trial)"  # no confirmation
     command = top["export"].split()
     assert command[:3] == ["podium", "export", "--submission"]
     assert main([*command[1:-1], str(tmp_path / "from-submission")]) == 0

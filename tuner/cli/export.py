@@ -55,15 +55,16 @@ def export_command(
     from tuner.trial.bundle import export_bundle
 
     out_dir = paths[-1]
+    baseline = None
     if study is not None:
-        record, confirmation, source = _from_study(study, storage, pick)
+        record, confirmation, baseline, source = _from_study(study, storage, pick)
     elif submission is not None:
         record, confirmation, source = _from_submission(submission), None, submission
     else:
-        record, confirmation, source = _from_file(paths[0], pick)
+        record, confirmation, baseline, source = _from_file(paths[0], pick)
     with console.status(f"exporting trial {record.trial_id[:12]} …"):
         written = export_bundle(record, out_dir, force=force, confirmation=confirmation,
-                                source=source)
+                                baseline=baseline, source=source)
     forced = "" if record.ok else f" [yellow](forced: the trial is {record.state})[/yellow]"
     console.print(f"exported {record.config['backend']} {record.config.get('precision', '')} "
                   f"trial {record.trial_id[:12]} to {written}{forced}")
@@ -82,9 +83,10 @@ def _from_file(path: Path, pick: str):
     if not isinstance(data, dict) or not ("trials" in data or "trial_id" in data):
         raise InputError(f"{path} is neither an optimize result (--json) nor a trial record")
     if "trial_id" in data:  # ``podium trial run --json``: one record, nothing to pick
-        return _validated(TrialResult, data, path), None, str(path)
+        return _validated(TrialResult, data, path), None, None, str(path)
     record, confirmation = pick_record(data, pick)
-    return record, confirmation, f"{path} ({pick})"
+    baseline = _validated(TrialResult, data["baseline"], path) if data.get("baseline") else None
+    return record, confirmation, baseline, f"{path} ({pick})"
 
 
 def _validated(model, data, path):
@@ -102,8 +104,9 @@ def _from_study(name: str, storage: str | None, pick: str):
     from tuner.search.study import default_storage
 
     storage = storage or default_storage()
-    record, confirmation = pick_record(load_result(name, storage).as_dict(), pick)
-    return record, confirmation, f"study {name} in {storage} ({pick})"
+    result = load_result(name, storage)
+    record, confirmation = pick_record(result.as_dict(), pick)
+    return record, confirmation, result.baseline, f"study {name} in {storage} ({pick})"
 
 
 def _from_submission(target: str):
@@ -140,7 +143,8 @@ def _verify(folder: Path, *, rounds: int, latency_tolerance: float,
     table.add_row("p90 ms", format_value(check.recorded.get("latency_p90_ms")),
                   format_value(check.p90_ms))
     table.add_row("ORT default p90 ms", "—", format_value(check.baseline_ms))
-    table.add_row("speed-up vs ORT default", "—",
+    table.add_row("speed-up vs ORT default (p90)",
+                  f"{check.recorded_speedup:.2f}×" if check.recorded_speedup else "—",
                   f"{check.speedup:.2f}×" if check.speedup else "—")
     console.print(table)
     if not check.same_hardware:
@@ -152,5 +156,4 @@ def _verify(folder: Path, *, rounds: int, latency_tolerance: float,
     if not check.ok:
         errors.print("not verified: " + "; ".join(check.problems))
         raise typer.Exit(OUTSIDE_TOLERANCE)
-    console.print("[green]verified: same outputs and quality, latency within tolerance"
-                  "[/green]")
+    console.print("[green]verified: same outputs and quality, speed within tolerance[/green]")

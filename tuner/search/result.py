@@ -96,7 +96,7 @@ class OptimizationResult:
 
         record, confirmation = pick_record(self.as_dict(), pick)
         return export_bundle(record, Path(out_dir), force=force, confirmation=confirmation,
-                             source=f"study {self.study} ({pick})")
+                             baseline=self.baseline, source=f"study {self.study} ({pick})")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> OptimizationResult:

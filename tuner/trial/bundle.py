@@ -131,10 +131,27 @@ def cached_artifact(record: TrialResult, workload: Workload, *,
     return artifact, True
 
 
+def recorded_speedup(record: TrialResult, confirmation: dict[str, Any] | None,
+                     baseline: TrialResult | None) -> dict[str, Any] | None:
+    """The trial's p90 speed-up over the ORT default as its search recorded it: from the
+    side-by-side confirmation where it is the confirmed best, else against the search's
+    baseline measurement; None where neither has a figure."""
+    speedup = (confirmation or {}).get("speedup_p90")
+    if isinstance(speedup, int | float):
+        return {"speedup_p90": speedup, "source": "confirmation"}
+    mine = record.metric("latency_p90_ms")
+    base = baseline.metric("latency_p90_ms") if baseline is not None else None
+    if mine and base:
+        return {"speedup_p90": base / mine, "source": "search (baseline trial)"}
+    return None
+
+
 def export_bundle(record: TrialResult, out_dir: Path, *, force: bool = False,
-                  source: str = "", confirmation: dict[str, Any] | None = None) -> Path:
+                  source: str = "", confirmation: dict[str, Any] | None = None,
+                  baseline: TrialResult | None = None) -> Path:
     """Write ``record``'s artifact as a bundle in ``out_dir``; see the module docstring.
-    ``confirmation`` is the search's side-by-side re-measurement of it, where it has one.
+    ``confirmation`` is the search's side-by-side re-measurement of it, where it has one,
+    ``baseline`` its search's ORT default trial: the recorded speed-up comes from them.
 
     Raises:
         ExportError: a trial that did not complete (unless ``force``: then it is exported
@@ -163,6 +180,7 @@ def export_bundle(record: TrialResult, out_dir: Path, *, force: bool = False,
         shutil.copyfile(bundle_predict.__file__, staging / PREDICT_FILE)
         spec = _inference_spec(record, config, workload, artifact, checksums)
         spec["confirmation"] = confirmation
+        spec["recorded_speedup"] = recorded_speedup(record, confirmation, baseline)
         spec["export"] = {"source": source, "exported_at": datetime.now(UTC).isoformat(),
                           "rebuilt": rebuilt, "forced": record.state is not TrialState.COMPLETE}
         if workload.constants:
