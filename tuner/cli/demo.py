@@ -39,7 +39,8 @@ CONSTRAINTS = ["quality_ratio >= 0.98"]
 # ONNX Runtime at batch 1 (TVM compiles take minutes on 2 cores; a batch-8 trial of a conv
 # net times for most of a minute): the whole demo stays near 6 minutes on 2 cores.
 SPACE: dict[str, Any] = {"backend": "ort", "batch": 1}
-DEMO_TRIALS = 10
+DEMO_TRIALS = 8
+CONFIRM_TOP = 2  # the best two and the baseline, side by side (3 rounds)
 REFEREE_TOP = 3
 START_TIMEOUT_S = 30.0
 
@@ -224,7 +225,8 @@ def demo_command(
             view = LiveView(trials, OBJECTIVES[0])
             with view.live:
                 result = optimize(workload, OBJECTIVES, CONSTRAINTS, ["local"], trials=trials,
-                                  space=SPACE, study=demo_study(workload), progress=view)
+                                  space=SPACE, study=demo_study(workload), progress=view,
+                                  confirm_top=CONFIRM_TOP)
             console.print(f"search: {result.n_trials} trials, {len(result.feasible)} feasible, "
                           f"Pareto front of {len(result.front)}")
             submit_records(client, slug, result.front, method="podium demo: Optuna over ORT "

@@ -7,6 +7,7 @@ and the constraints they miss are printed), 2 bad input.
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import typer
 from rich import box
 from rich.console import Group
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from tuner.cli.inputs import inputs_option, outputs_option, resolve_workload
@@ -42,7 +44,12 @@ class LiveView:
         if "result" in event:
             result = event["result"]
             value = result.metric(self.objective) if result.ok else None
-            mark = format_value(value) if result.ok else f"[red]failed: {result.error[:60]}[/red]"
+            # Its state (failed, infeasible, pruned) and why, shortened at a word boundary:
+            # a reason cut mid-number ("floor 0.9" for 0.98) would say something false.
+            why = textwrap.shorten(result.error or "", width=90, placeholder=" …")
+            colour = "red" if result.state == "failed" else "yellow"
+            mark = (format_value(value) if result.ok
+                    else f"[{colour}]{result.state}: {escape(why)}[/{colour}]")
             label = "baseline" if event["event"] == "baseline" else "trial"
             self.recent = [f"{label} {_describe_record(result)} → {mark}", *self.recent][:5]
         self.live.update(self.render())

@@ -30,6 +30,7 @@ LATENCY_TOLERANCE = 0.10  # relative, re-measured vs claimed
 LATENCY_FLOOR_MS = 0.005
 QUALITY_TOLERANCE = 0.005  # absolute: half a point of accuracy
 JUDGED_LATENCY = ("latency_p50_ms", "latency_p90_ms")  # p99 of µs models is too noisy to judge
+REFEREE_RUNS = 3  # re-runs the referee makes of a claim before it disputes it
 COMPARED = ("latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "throughput_per_s",
             "quality", "quality_ratio")
 _BAD_TARGET = "{target!r} is not a submission id or URL (…/submissions/<uuid>)"
@@ -193,13 +194,15 @@ def referee(client: LeaderboardClient, slug: str, *, top: int, latency_tolerance
             continue
         record = TrialResult.model_validate(client.submission(row["submission_id"])["record"])
         try:
-            result = remeasure(record, timeout_s=timeout_s)
+            result, rows, runs = _best_rerun(record, timeout_s=timeout_s,
+                                             latency_tolerance=latency_tolerance,
+                                             quality_tolerance=quality_tolerance)
         except (InputError, TrialFailed) as exc:
             console.print(f"skipped {label}: {exc}")
             continue
-        rows = compare(record, result, latency_tolerance=latency_tolerance,
-                       quality_tolerance=quality_tolerance, one_sided=True)
         verdict = "disputed" if any(r.ok is False for r in rows) else "verified"
+        if verdict == "disputed" and runs > 1:
+            label += f" (best of {runs} re-runs)"
         ratios = ", ".join(f"{r.metric} ×{r.ratio:.2f}" for r in rows
                            if r.ok is not None and r.ratio is not None)
         metrics = {r.metric: r.measured for r in rows
@@ -209,6 +212,25 @@ def referee(client: LeaderboardClient, slug: str, *, top: int, latency_tolerance
         colour = "green" if verdict == "verified" else "red"
         console.print(f"[{colour}]{verdict}[/{colour}] {label}: {ratios}")
     return checks
+
+
+def _best_rerun(record: TrialResult, *, timeout_s: float, latency_tolerance: float,
+                quality_tolerance: float) -> tuple[TrialResult, list[Comparison], int]:
+    """Re-run ``record`` until a re-run meets its claim, at most :data:`REFEREE_RUNS` times;
+    the fastest re-run judges. One process's speed on a shared VM moves by ±30% between
+    processes (the same conv net measured 6.8 and 11.5 ms p90 in consecutive rounds, each
+    stable within itself), so a single slow re-run is not evidence against a claim; three
+    that all miss it are. Returns (the judging re-run, its comparison, re-runs made)."""
+    best, rows, runs = None, [], 0
+    while runs < REFEREE_RUNS and (best is None or any(r.ok is False for r in rows)):
+        result = remeasure(record, timeout_s=timeout_s)
+        runs += 1
+        if best is None or (result.metric("latency_p90_ms") or math.inf) < (
+                best.metric("latency_p90_ms") or math.inf):
+            best = result
+        rows = compare(record, best, latency_tolerance=latency_tolerance,
+                       quality_tolerance=quality_tolerance, one_sided=True)
+    return best, rows, runs
 
 
 def referee_command(
