@@ -36,9 +36,12 @@ DEMO_STUDY = "podium-demo"
 # a little); the constraint keeps what a user would ship.
 OBJECTIVES = ["latency_p90_ms", "quality_ratio"]
 CONSTRAINTS = ["quality_ratio >= 0.98"]
-# ONNX Runtime at batch 1 (TVM compiles take minutes on 2 cores; a batch-8 trial of a conv
-# net times for most of a minute): the whole demo stays near 6 minutes on 2 cores.
-SPACE: dict[str, Any] = {"backend": "ort", "batch": 1}
+# ONNX Runtime at batch 1, without int8-dynamic: TVM compiles take minutes on 2 cores, a
+# batch-8 trial of a conv net times for most of a minute, and dynamic int8 runs its convs
+# 3-6× slower than fp32 here (its trials, rankings and referee re-runs took half of a
+# 10-minute demo). The whole demo stays near 6 minutes on 2 cores.
+SPACE: dict[str, Any] = {"backend": "ort", "batch": 1,
+                         "precision": ["fp32", "fp16", "int8-static"]}
 DEMO_TRIALS = 8
 CONFIRM_TOP = 2  # the best two and the baseline, side by side (3 rounds)
 REFEREE_TOP = 3
