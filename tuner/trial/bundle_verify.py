@@ -72,7 +72,7 @@ class BundleCheck:
         return not self.problems
 
 
-def verify_bundle(folder: Path, *, rounds: int = 3, timeout_s: float = 600.0,
+def verify_bundle(folder: Path, *, rounds: int = 5, timeout_s: float = 600.0,
                   latency_tolerance: float = LATENCY_TOLERANCE, data: Path | None = None,
                   cpus: list[int] | None = None) -> BundleCheck:
     """Re-check ``folder`` here; :attr:`BundleCheck.problems` lists what is outside.
