@@ -20,6 +20,7 @@ from rich.table import Table
 
 from tuner.cli.inputs import inputs_option, outputs_option, resolve_workload
 from tuner.cli.output import console, errors, format_value, short_metric
+from tuner.search.report import describe as describe_config
 
 NOTHING_FEASIBLE = 3
 
@@ -28,6 +29,11 @@ def _describe(config: Any) -> str:
     parts = [config.variant, config.backend, config.precision.value,
              f"{config.threads}t", f"b{config.batch}", config.hardware]
     return " ".join(str(p) for p in parts if p)
+
+
+def _describe_record(result: Any) -> str:
+    """A trial's core keys in one line (the report's format, without its options)."""
+    return describe_config(result.config, set())
 
 
 class LiveView:
@@ -70,12 +76,6 @@ class LiveView:
         for line in self.recent:
             table.add_row("", line)
         return Group(table)
-
-
-def _describe_record(result: Any) -> str:
-    c = result.config
-    return (f"{c['variant']} {c['backend']} {c['precision']} {c['threads']}t b{c['batch']} "
-            f"{c['hardware']}")
 
 
 def optimize_command(

@@ -88,22 +88,21 @@ def sample_mismatch(recorded: list[dict[str, Any]], measured: list[dict[str, Any
     return None
 
 
-def find_workload(record: TrialResult) -> Workload:
-    """The workload ``record`` ran on, from this machine's store (a user model's folder, or
-    the built-in built on demand), refusing one whose content differs."""
+def find_workload(name: str, sha256: str) -> Workload:
+    """The workload ``name`` with content ``sha256`` from this machine's store (a user
+    model's folder, or the built-in built on demand), refusing one whose content differs."""
     import workloads
     from workloads.registry import open_root
 
-    root = cache_dir("workloads") / record.workload.sha256[:16]
+    root = cache_dir("workloads") / sha256[:16]
     if root.is_dir():
         return open_root(root)
-    if record.workload.name in workloads.names():
-        workload = workloads.get(record.workload.name)
-        if workload.sha256 == record.workload.sha256:
+    if name in workloads.names():
+        workload = workloads.get(name)
+        if workload.sha256 == sha256:
             return workload
-    raise ExportError(f"workload {record.workload.name!r} (content {record.workload.sha256[:12]}) "
-                      "is not on this machine: run the search here, or import the model with "
-                      "the same --model/--data first")
+    raise ExportError(f"workload {name!r} (content {sha256[:12]}) is not on this machine: run "
+                      "the search here, or import the model with the same --model/--data first")
 
 
 def cached_artifact(record: TrialResult, workload: Workload, *,
@@ -168,7 +167,7 @@ def export_bundle(record: TrialResult, out_dir: Path, *, force: bool = False,
     backend = backend_class(record.config["backend"])
     if backend.runtime_module is None:
         raise ExportError(f"backend {backend.name!r} has no standalone runtime to export with")
-    workload = find_workload(record)
+    workload = find_workload(record.workload.name, record.workload.sha256)
     config = Configuration.model_validate(record.config).normalized()
     artifact, rebuilt = cached_artifact(record, workload)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -224,6 +223,7 @@ def _copy_files(artifact: Artifact, record: TrialResult, staging: Path) -> dict[
 def _inference_spec(record: TrialResult, config: Configuration, workload: Workload,
                     artifact: Artifact, checksums: dict[str, str]) -> dict[str, Any]:
     backend = backend_class(config.backend)
+    inputs, outputs = _io(workload, config)
     return {
         "format": BUNDLE_FORMAT,
         "backend": backend.name,
@@ -235,8 +235,8 @@ def _inference_spec(record: TrialResult, config: Configuration, workload: Worklo
         "threads": config.threads,
         "static_shapes": "batch" in backend.build_keys,
         "runtime": backend.runtime(artifact, config, threads=config.threads),
-        "inputs": _inputs(workload, config),
-        "outputs": _outputs(workload, config),
+        "inputs": inputs,
+        "outputs": outputs,
         "constants": None,
         "files": checksums,
         "sample": {"inputs": SAMPLE_FILE, "outputs": record.measurement.get("output_sample")},
@@ -253,30 +253,29 @@ def _inference_spec(record: TrialResult, config: Configuration, workload: Worklo
     }
 
 
-def _inputs(workload: Workload, config: Configuration) -> list[dict[str, Any]]:
-    from workloads.onnx_files import session_io
-
-    specs, declared, _ = session_io(workload.model_path(config.variant))
-    axes = workload.layout.inputs
-    return [{"name": spec.name, "dtype": str(spec.dtype), "shape": _named(d.name, d.dims),
-             "batch_axis": axes.get(spec.name, 0)}
-            for spec, d in zip(specs, declared, strict=True)]
-
-
-def _outputs(workload: Workload, config: Configuration) -> list[dict[str, Any]]:
+def _io(workload: Workload, config: Configuration) -> tuple[list[dict[str, Any]],
+                                                             list[dict[str, Any]]]:
+    """The model's inputs and outputs as ``inference.json`` lists them: name, dtype, shape
+    (dynamic dims named) and batch axis (None: a constant input, or an output that does not
+    grow with the batch)."""
     import onnx
     from onnx.helper import tensor_dtype_to_np_dtype
 
     from workloads.onnx_files import session_io
 
     path = workload.model_path(config.variant)
-    _, _, declared = session_io(path)
+    specs, declared_in, declared_out = session_io(path)
     types = {o.name: o.type.tensor_type.elem_type
              for o in onnx.load(str(path), load_external_data=False).graph.output}
-    axes = workload.layout.outputs
-    return [{"name": d.name, "dtype": str(np.dtype(tensor_dtype_to_np_dtype(types[d.name]))),
-             "shape": _named(d.name, d.dims), "batch_axis": axes.get(d.name, 0) if axes else 0}
-            for d in declared]
+    in_axes, out_axes = workload.layout.inputs, workload.layout.outputs
+    inputs = [{"name": spec.name, "dtype": str(spec.dtype), "shape": _named(d.name, d.dims),
+               "batch_axis": in_axes.get(spec.name, 0)}
+              for spec, d in zip(specs, declared_in, strict=True)]
+    outputs = [{"name": d.name, "dtype": str(np.dtype(tensor_dtype_to_np_dtype(types[d.name]))),
+                "shape": _named(d.name, d.dims),
+                "batch_axis": out_axes.get(d.name, 0) if out_axes else 0}
+               for d in declared_out]
+    return inputs, outputs
 
 
 def _named(name: str, dims: tuple[int | str | None, ...]) -> list[int | str]:

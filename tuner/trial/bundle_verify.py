@@ -32,7 +32,7 @@ from tuner.errors import InputError, TrialFailed
 from tuner.trial.bundle import INFERENCE_FILE, ExportError, find_workload, sample_mismatch
 from tuner.trial.config import Configuration
 from tuner.trial.measure import Protocol
-from tuner.trial.results import Stability, TrialResult, TrialState
+from tuner.trial.results import Stability, TrialState
 
 LATENCY_TOLERANCE = 0.10  # as ``podium reproduce``
 QUALITY_TOLERANCE = 1e-6  # relative: the same artifact scores the same
@@ -85,14 +85,7 @@ def verify_bundle(folder: Path, *, rounds: int = 5, timeout_s: float = 600.0,
         spec = json.loads((folder / INFERENCE_FILE).read_text())
     except (OSError, ValueError) as exc:
         raise InputError(f"{folder} is not a bundle written by podium export: {exc}") from None
-    record = TrialResult.model_validate({
-        "podium_version": spec["podium_version"], "trial_id": spec["trial_id"],
-        "state": spec["state"], "workload": spec["workload"], "config": spec["config"],
-        "config_digest": spec["config_digest"],
-        "hardware": {"profile": spec["hardware"]["profile"],
-                     "fingerprint": spec["hardware"]["fingerprint"]},
-        "packages": {}, "metrics": spec["metrics"]})
-    workload = find_workload(record)
+    workload = find_workload(spec["workload"]["name"], spec["workload"]["sha256"])
     config = Configuration.model_validate(spec["config"]).normalized()
     config, _ = validate(workload, config)
     cpus = cpus or sorted(os.sched_getaffinity(0))[:config.threads]

@@ -77,6 +77,7 @@ def measure_task(spec: dict[str, Any]) -> dict[str, Any]:
     workload = open_root(Path(spec["workload_root"]))
     protocol = Protocol(**spec["protocol"])
     start = time.perf_counter()
+    artifact = None
     if spec.get("bundle_dir"):  # an exported bundle, opened the way its predict.py does
         model = load_bundle(Path(spec["bundle_dir"]), threads=spec["threads"])
         session, scored_run = model.session, model.run
@@ -87,7 +88,7 @@ def measure_task(spec: dict[str, Any]) -> dict[str, Any]:
     load_s = time.perf_counter() - start
     example = workload.example_feed(config.batch)
     sample = output_sample(session.run(example))
-    artifact_dir = None if spec.get("bundle_dir") else artifact.path
+    artifact_dir = artifact.path if artifact is not None else None
     stats = (quality_cache.read(artifact_dir, workload.sha256)
              if protocol.reuse_quality and artifact_dir is not None else None)
     screened = None
@@ -115,7 +116,7 @@ def measure_task(spec: dict[str, Any]) -> dict[str, Any]:
     elif "pruned" not in stats:
         line = front_abort_line(protocol, {
             "quality": stats["quality"], "quality_ratio": ratio,
-            "model_size_bytes": None if spec.get("bundle_dir") else artifact.model_size_bytes})
+            "model_size_bytes": artifact.model_size_bytes if artifact is not None else None})
         if line is not None and (protocol.abort_p50_ms is None or line < protocol.abort_p50_ms):
             protocol = replace(protocol, abort_p50_ms=line)
         elif screened is not None:  # this line's probe passed already

@@ -158,9 +158,9 @@ class OpenVinoBackend(Backend):
     def load(self, artifact: Artifact, config: Configuration, *, threads: int) -> Session:
         """The standalone runtime's session, refused where the plugin compiled another
         precision than the one asked for."""
-        session = super().load(artifact, config, threads=threads)
-        asked = self.runtime(artifact, config, threads=threads)
-        wanted = asked["properties"]["INFERENCE_PRECISION_HINT"]
+        runtime = self.runtime(artifact, config, threads=threads)
+        session = standalone.open_session(artifact.path, runtime)
+        wanted = runtime["properties"]["INFERENCE_PRECISION_HINT"]
         ran = session.details["inference_precision"]
         if ran != wanted:
             import openvino as ov
