@@ -8,19 +8,27 @@ import uuid
 from datetime import datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import func, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from leaderboard.checker import CheckContext, run_checks
 from leaderboard.core.db import as_utc, utcnow
 from leaderboard.core.errors import ApiError
-from leaderboard.core.security import key_matches, key_prefix, new_api_key
+from leaderboard.core.security import (
+    hash_key,
+    key_matches,
+    key_prefix,
+    new_api_key,
+    new_registration_token,
+)
 from leaderboard.models import (
     Participant,
     ParticipantCreate,
     RefereeCheck,
     RefereeCheckCreate,
+    RegistrationToken,
+    RegistrationTokenCreate,
     Submission,
     SubmissionCreate,
     SubmissionStatus,
@@ -86,13 +94,21 @@ def is_open(tournament: Tournament, now: datetime) -> bool:
 # ---------------------------------------------------------------------------- participants
 
 def create_participant(*, session: Session, participant_in: ParticipantCreate,
-                       key_ttl: timedelta | None = None) -> tuple[Participant, str]:
+                       key_ttl: timedelta | None = None,
+                       registration_token: str | None = None) -> tuple[Participant, str]:
     """Register a participant; return it with its API key (the only time it is visible).
 
     A name that looks like a taken one (same :func:`~leaderboard.names.skeleton`) is a 409.
+    With ``registration_token``, one of its uses is spent in the same transaction (a 409
+    gives it back); an unknown, used-up or expired token is a 403.
     """
     key, prefix, digest = new_api_key()
     now = utcnow()
+    if registration_token is not None and not use_registration_token(
+            session=session, token=registration_token, now=now):
+        session.rollback()
+        raise ApiError(403, "this registration token is unknown, used up or expired; ask the "
+                            "host for another", code="registration_token_invalid")
     participant = Participant(name=participant_in.name,
                               name_skeleton=skeleton(participant_in.name), key_prefix=prefix,
                               key_hash=digest, created_at=now,
@@ -141,6 +157,49 @@ def authenticate(*, session: Session, api_key: str) -> Participant | None:
     return participant
 
 
+def key_refusal(participant: Participant, now: datetime) -> ApiError | None:
+    """The 401 for a revoked or expired key, else None."""
+    if participant.revoked_at is not None:
+        revoked = as_utc(participant.revoked_at)
+        return ApiError(401, f"this API key was revoked on {revoked:%Y-%m-%d}; ask the host "
+                             "for a new one", code="key_revoked",
+                        headers={"WWW-Authenticate": "Bearer"})
+    expires = participant.key_expires_at
+    if expires is not None and as_utc(expires) <= now:
+        return ApiError(401, f"this API key expired on {as_utc(expires):%Y-%m-%d}; ask the "
+                             "host for a new one", code="key_expired",
+                        headers={"WWW-Authenticate": "Bearer"})
+    return None
+
+
+# ---------------------------------------------------------------------------- registration
+
+def create_registration_token(*, session: Session, token_in: RegistrationTokenCreate
+                              ) -> tuple[RegistrationToken, str]:
+    """Store a new registration token; return it with the token (the only time it is shown)."""
+    token, digest = new_registration_token()
+    row = RegistrationToken(token_hash=digest, uses=token_in.uses, uses_left=token_in.uses,
+                            note=token_in.note, expires_at=token_in.expires_at)
+    session.add(row)
+    session.commit()
+    session.refresh(row)
+    return row, token
+
+
+def use_registration_token(*, session: Session, token: str, now: datetime) -> bool:
+    """Spend one use of ``token`` in the caller's transaction; False if none is left.
+
+    One conditional UPDATE, so two registrations racing for a token's last use cannot
+    both get it.
+    """
+    table = RegistrationToken
+    result = session.exec(update(table).where(  # type: ignore[call-overload]
+        table.token_hash == hash_key(token), table.uses_left > 0,  # type: ignore[arg-type]
+        or_(table.expires_at.is_(None), table.expires_at > now))  # type: ignore[union-attr]
+        .values(uses_left=table.uses_left - 1))
+    return result.rowcount == 1
+
+
 # ---------------------------------------------------------------------------- submissions
 
 def request_digest(*, slug: str, submission_in: SubmissionCreate, is_baseline: bool) -> str:
@@ -156,10 +215,14 @@ def find_idempotent(*, session: Session, participant_id: int | None,
         Submission.idempotency_key == idempotency_key)).first()
 
 
+def idempotency_conflict() -> ApiError:
+    return ApiError(409, "this Idempotency-Key was used with a different request body",
+                    code="idempotency_conflict")
+
+
 def _replay(existing: Submission, digest: str) -> Submission:
     if existing.request_sha256 != digest:
-        raise ApiError(409, "this Idempotency-Key was used with a different request body",
-                       code="idempotency_conflict")
+        raise idempotency_conflict()
     return existing
 
 
@@ -173,6 +236,24 @@ def _counts(*, session: Session, tournament_id: int, participant_id: int,
     today = session.exec(select(func.count()).select_from(Submission)
                          .where(*counted, Submission.created_at >= midnight)).one()
     return today, total
+
+
+def submission_values(*, tournament: Tournament, participant_id: int | None,
+                      is_baseline: bool, submission_in: SubmissionCreate, reasons: list[str],
+                      failed: list[str], idempotency_key: str | None, digest: str,
+                      now: datetime) -> dict[str, Any]:
+    """The column values of a checked submission: rejected when the checker gave a reason."""
+    record: TrialResult = submission_in.record
+    return {
+        "id": uuid.uuid4(), "tournament_id": tournament.id, "participant_id": participant_id,
+        "is_baseline": is_baseline,
+        "status": SubmissionStatus.REJECTED if reasons else SubmissionStatus.ACCEPTED,
+        "reasons": reasons, "feasible": not failed, "unmet": failed,
+        "record": record.model_dump(mode="json"), "hardware_profile": record.hardware.profile,
+        "variant": record.workload.variant, "config_digest": record.config_digest,
+        "metrics": record.metrics.model_dump(mode="json"), "method": submission_in.method,
+        "code_url": submission_in.code_url, "idempotency_key": idempotency_key,
+        "request_sha256": digest, "created_at": now}
 
 
 def create_submission(*, session: Session, tournament: Tournament,
@@ -208,15 +289,10 @@ def create_submission(*, session: Session, tournament: Tournament,
                                       submitted_today=today, submitted_total=total,
                                       is_baseline=is_baseline))
     failed = unmet(parse_constraints(tournament.constraints), record)
-    submission = Submission(
-        tournament_id=tournament.id, participant_id=participant_id, is_baseline=is_baseline,
-        status=SubmissionStatus.REJECTED if reasons else SubmissionStatus.ACCEPTED,
-        reasons=reasons, feasible=not failed, unmet=failed,
-        record=record.model_dump(mode="json"), hardware_profile=record.hardware.profile,
-        variant=record.workload.variant, config_digest=record.config_digest,
-        metrics=record.metrics.model_dump(mode="json"), method=submission_in.method,
-        code_url=submission_in.code_url, idempotency_key=idempotency_key,
-        request_sha256=digest, created_at=now)
+    submission = Submission(**submission_values(
+        tournament=tournament, participant_id=participant_id, is_baseline=is_baseline,
+        submission_in=submission_in, reasons=reasons, failed=failed,
+        idempotency_key=idempotency_key, digest=digest, now=now))
     session.add(submission)
     try:
         session.commit()

@@ -17,9 +17,11 @@ from leaderboard.cache import LeaderboardCache
 from leaderboard.core.config import Settings
 from leaderboard.core.db import create_db_engine, is_sqlite
 from leaderboard.core.errors import install_error_handlers
-from leaderboard.core.limits import BodyLimitMiddleware, RateLimiter
+from leaderboard.core.limits import BodyLimitMiddleware
+from leaderboard.core.ratelimit import RateLimits
 from leaderboard.migrate import check_current
 from leaderboard.web.routes import router as web_router
+from leaderboard.writer import SerialWriter, SubmissionWriter
 
 API_PREFIX = "/api/v1"
 
@@ -33,6 +35,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         check_current(engine)
         yield
+        await app.state.writer.stop()
         engine.dispose()
 
     app = FastAPI(title="Podium leaderboard", version="0.1.0", lifespan=lifespan,
@@ -42,9 +45,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.write_lock = (asyncio.Lock() if is_sqlite(settings.resolved_database_url())
                             else None)
+    app.state.writer = (SubmissionWriter(engine=engine, lock=app.state.write_lock,
+                                         max_batch=settings.write_batch_max)
+                        if settings.group_commit
+                        else SerialWriter(engine=engine, lock=app.state.write_lock))
     app.state.cache = LeaderboardCache(settings.leaderboard_cache_entries)
-    app.state.rate_limiter = RateLimiter(per_minute=settings.rate_limit_per_minute,
-                                         burst=settings.rate_limit_burst)
+    app.state.rate_limits = RateLimits(
+        storage_uri=settings.rate_limit_storage, per_minute=settings.rate_limit_per_minute,
+        burst=settings.rate_limit_burst, write_per_address=settings.write_limit_per_address,
+        registration=settings.registration_limit)
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.include_router(api_router, prefix=API_PREFIX)

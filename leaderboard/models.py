@@ -202,6 +202,50 @@ class ParticipantRegistered(ParticipantPublic):
     api_key: str  # shown once, never stored
 
 
+# ---------------------------------------------------------------------------- registration
+
+class RegistrationTokenCreate(SQLModel):
+    """A registration token the host hands out (``registration = token``): ``uses``
+    registrations (1: a personal invitation; more: a code for a whole class)."""
+
+    model_config = _FORBID
+
+    uses: int = Field(default=1, ge=1, le=1_000_000)
+    expires_at: datetime | None = None
+    note: str = Field(default="", max_length=200)
+
+    @field_validator("expires_at")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else as_utc(value)
+
+
+class RegistrationToken(SQLModel, table=True):
+    __tablename__ = "registration_token"
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(unique=True, index=True, max_length=64)  # SHA-256, as API keys
+    uses: int
+    uses_left: int
+    note: str = Field(default="", max_length=200)
+    expires_at: datetime | None = _timestamp(default=None)
+    created_at: datetime = _timestamp(default_factory=utcnow)
+
+
+class RegistrationTokenIssued(SQLModel):
+    id: int
+    token: str  # shown once, never stored
+    uses: int
+    note: str
+    expires_at: datetime | None
+    created_at: datetime
+
+    @field_validator("created_at", "expires_at")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else as_utc(value)
+
+
 # ---------------------------------------------------------------------------- submissions
 
 class SubmissionBase(SQLModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from sqlmodel import Session
@@ -10,6 +11,7 @@ from leaderboard import crud
 from leaderboard.core.db import as_utc
 from leaderboard.models import (
     Objective,
+    RefereeCheck,
     RefereePublic,
     Submission,
     SubmissionPublic,
@@ -27,8 +29,9 @@ def tournament_public(tournament: Tournament, *, is_open: bool) -> TournamentPub
     return TournamentPublic(**data, is_open=is_open)
 
 
-def submission_url(base_url: str, submission: Submission) -> str:
-    return f"{base_url.rstrip('/')}/api/v1/submissions/{submission.id}"
+PUBLIC_FIELDS = frozenset({"id", "is_baseline", "status", "reasons", "feasible", "unmet",
+                           "hardware_profile", "variant", "record", "created_at", "method",
+                           "code_url"})
 
 
 def submission_public(*, session: Session, submission: Submission, base_url: str,
@@ -36,19 +39,23 @@ def submission_public(*, session: Session, submission: Submission, base_url: str
     tournament = tournament or session.get(Tournament, submission.tournament_id)
     names = crud.participant_names(session=session, ids={submission.participant_id}
                                    if submission.participant_id is not None else set())
-    referee = crud.latest_referee(session=session, submission_id=submission.id)
-    url = submission_url(base_url, submission)
-    data: dict[str, Any] = submission.model_dump(warnings=False,
-        include={"id", "is_baseline", "status", "reasons", "feasible", "unmet",
-                 "hardware_profile", "variant", "record", "created_at", "method",
-                 "code_url"})
-    data["created_at"] = as_utc(submission.created_at)
+    return public_of(submission.model_dump(warnings=False, include=set(PUBLIC_FIELDS)),
+                     base_url=base_url, tournament=tournament.slug if tournament else "",
+                     participant=names.get(submission.participant_id or -1),
+                     referee=crud.latest_referee(session=session, submission_id=submission.id))
+
+
+def public_of(row: Mapping[str, Any], *, base_url: str, tournament: str,
+              participant: str | None, referee: RefereeCheck | None) -> SubmissionPublic:
+    """The public shape of a submission's columns (``row``), with no query."""
+    url = f"{base_url.rstrip('/')}/api/v1/submissions/{row['id']}"
+    data = {name: row[name] for name in PUBLIC_FIELDS}
+    data["created_at"] = as_utc(row["created_at"])
     if referee is not None:
         referee.created_at = as_utc(referee.created_at)
     return SubmissionPublic(
-        **data, tournament=tournament.slug if tournament else "",
-        participant=names.get(submission.participant_id or -1),
+        **data, tournament=tournament, participant=participant,
         url=url, reproduce=f"podium reproduce {url}",
-        export=f"podium export --submission {url} ./submission-{str(submission.id)[:8]}",
+        export=f"podium export --submission {url} ./submission-{str(row['id'])[:8]}",
         referee=RefereePublic.model_validate(referee, from_attributes=True) if referee
         else None)

@@ -101,9 +101,14 @@ class LeaderboardClient:
     def health(self) -> dict[str, Any]:
         return self._call("GET", "/health")
 
-    def register(self, name: str) -> dict[str, Any]:
-        """Register a participant; the answer holds the API key (shown only this once)."""
-        return self._call("POST", "/participants", json={"name": name})
+    def register(self, name: str, *, token: str | None = None) -> dict[str, Any]:
+        """Register a participant; the answer holds the API key (shown only this once).
+
+        ``token``: the registration token a host hands out when its server registers only
+        with one (sent as the ``Registration-Token`` header).
+        """
+        headers = {"Registration-Token": token} if token else None
+        return self._call("POST", "/participants", json={"name": name}, headers=headers)
 
     def me(self) -> dict[str, Any]:
         return self._call("GET", "/participants/me", auth=self.api_key)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
+from leaderboard.api.deps import limit_writes
 from leaderboard.api.routes import (
     health,
     leaderboard,
     participants,
     referee,
+    registration,
     submissions,
     tournaments,
 )
@@ -22,11 +24,14 @@ _ERRORS = {400: "malformed request", 401: "missing, invalid, expired or revoked 
            503: "database busy, read-only or unavailable (see Retry-After)",
            507: "database full"}
 # Every route documents every error it may answer, all in one shape: {"error": {...}}.
+# Every write counts against its client address's limit before anything else runs.
 api_router = APIRouter(responses={status: {"model": ErrorPublic, "description": text}
-                                  for status, text in _ERRORS.items()})
+                                  for status, text in _ERRORS.items()},
+                       dependencies=[Depends(limit_writes)])
 api_router.include_router(health.router)
 api_router.include_router(tournaments.router)
 api_router.include_router(leaderboard.router)
 api_router.include_router(participants.router)
+api_router.include_router(registration.router)
 api_router.include_router(submissions.router)
 api_router.include_router(referee.router)

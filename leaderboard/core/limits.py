@@ -1,11 +1,8 @@
-"""Request body limit (413) as pure ASGI middleware, and a per-key token-bucket rate limit."""
+"""Request body limit (413) as pure ASGI middleware (rate limits: :mod:`.ratelimit`)."""
 
 from __future__ import annotations
 
 import json
-import math
-import threading
-import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -77,25 +74,3 @@ class BodyLimitMiddleware:
                                 (b"content-length", str(len(body)).encode()),
                                 (b"connection", b"close")]})
         await send({"type": "http.response.body", "body": body})
-
-
-class RateLimiter:
-    """Token bucket per key: ``burst`` requests at once, refilled at ``per_minute``."""
-
-    def __init__(self, *, per_minute: float, burst: int) -> None:
-        self.rate = per_minute / 60.0
-        self.burst = float(burst)
-        self._lock = threading.Lock()
-        self._buckets: dict[str, tuple[float, float]] = {}
-
-    def acquire(self, key: str, now: float | None = None) -> float:
-        """Take one token; return 0 when allowed, else seconds until one is available."""
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            tokens, last = self._buckets.get(key, (self.burst, now))
-            tokens = min(self.burst, tokens + (now - last) * self.rate)
-            if tokens >= 1:
-                self._buckets[key] = (tokens - 1, now)
-                return 0.0
-            self._buckets[key] = (tokens, now)
-            return (1 - tokens) / self.rate if self.rate > 0 else math.inf

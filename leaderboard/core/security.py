@@ -20,6 +20,12 @@ def new_api_key() -> tuple[str, str, str]:
     return key, prefix, hash_key(key)
 
 
+def new_registration_token() -> tuple[str, str]:
+    """Return (token, digest); only the digest is stored. 256 bits, like an API key."""
+    token = f"reg_{secrets.token_urlsafe(32)}"
+    return token, hash_key(token)
+
+
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 

@@ -70,10 +70,13 @@ def local_workload(name: str, sha256: str, *, whose: str) -> Any:
 def register_command(
     url: str = typer.Option(..., help="the leaderboard's base URL, e.g. http://host:8000"),
     name: str = typer.Option(..., help="your participant name (unique)"),
+    token: str | None = typer.Option(
+        None, envvar="PODIUM_REGISTRATION_TOKEN",
+        help="the registration token from the host, where its server asks for one"),
 ) -> None:
     """Register on a leaderboard; the API key is stored in the user config (mode 600)."""
     with LeaderboardClient(url) as client:
-        registered = client.register(name)
+        registered = client.register(name, token=token)
     path = userconfig.update(url=url.rstrip("/"), name=registered["name"],
                              api_key=registered["api_key"])
     console.print(f"registered [bold]{registered['name']}[/bold] at {url}; "

@@ -8,6 +8,7 @@ from leaderboard.api.deps import (
     AdminDep,
     CurrentParticipant,
     ParticipantId,
+    RegistrationGate,
     SessionDep,
     SettingsDep,
     WriteSessionDep,
@@ -26,12 +27,17 @@ router = APIRouter(prefix="/participants", tags=["participants"])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
-def register(session: WriteSessionDep, settings: SettingsDep,
+def register(token: RegistrationGate, session: WriteSessionDep, settings: SettingsDep,
              participant_in: ParticipantCreate) -> ParticipantRegistered:
     """Register; the response holds the API key, which is never shown again. A name that
-    looks like a taken one (case, width, Cyrillic/Greek look-alike letters) is a 409."""
+    looks like a taken one (case, width, Cyrillic/Greek look-alike letters) is a 409.
+
+    The server's registration mode decides who may: ``open`` anyone (a few per client
+    address), ``token`` with a ``Registration-Token`` header from the host, ``closed`` only
+    the host (admin token, also allowed in the other modes)."""
     participant, key = crud.create_participant(session=session, participant_in=participant_in,
-                                               key_ttl=settings.api_key_ttl())
+                                               key_ttl=settings.api_key_ttl(),
+                                               registration_token=token)
     return ParticipantRegistered(**participant.model_dump(), api_key=key)
 
 

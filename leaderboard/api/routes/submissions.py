@@ -4,21 +4,19 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request, status
-from fastapi.encoders import jsonable_encoder
-from fastapi.responses import JSONResponse
-from sqlmodel import Session
+from fastapi.responses import Response
 
 from leaderboard import crud
 from leaderboard.api.deps import (
     AdminDep,
-    CacheDep,
     CurrentParticipant,
     IsAdmin,
     OptionalParticipant,
+    ParticipantKey,
     SessionDep,
     WriteSessionDep,
 )
-from leaderboard.cache import LeaderboardCache
+from leaderboard.batch import Pending, Stored
 from leaderboard.core.errors import ApiError, error_response
 from leaderboard.models import (
     ErrorPublic,
@@ -29,7 +27,7 @@ from leaderboard.models import (
     SubmissionStatus,
     SubmissionUpdate,
 )
-from leaderboard.present import submission_public
+from leaderboard.present import public_of, submission_public
 
 router = APIRouter(tags=["submissions"])
 
@@ -40,55 +38,55 @@ _REJECTED = {"model": ErrorPublic,
                             "in details, its submission_id and url alongside)"}
 
 
-def _respond(*, request: Request, session: Session, submission: Submission,
-             created: bool) -> JSONResponse:
-    public = submission_public(session=session, submission=submission,
-                               base_url=str(request.base_url))
-    headers = {} if created else {"Idempotent-Replayed": "true"}
-    if submission.status == SubmissionStatus.REJECTED:
-        return error_response(422, f"submission rejected: {len(submission.reasons)} "
+def _respond(*, request: Request, slug: str, stored: Stored) -> Response:
+    row = stored.row
+    public = public_of(row, base_url=str(request.base_url), tournament=slug,
+                       participant=stored.participant_name, referee=stored.referee)
+    headers = {} if stored.created else {"Idempotent-Replayed": "true"}
+    if row["status"] == SubmissionStatus.REJECTED:
+        return error_response(422, f"submission rejected: {len(row['reasons'])} "
                                    "check(s) failed", code="submission_rejected",
-                              details=submission.reasons, headers=headers,
-                              submission_id=str(submission.id), url=public.url)
+                              details=row["reasons"], headers=headers,
+                              submission_id=str(row["id"]), url=public.url)
     headers["Location"] = public.url or ""
-    return JSONResponse(jsonable_encoder(public), status_code=201, headers=headers)
+    return Response(public.model_dump_json(), status_code=201, headers=headers,
+                    media_type="application/json")
 
 
-def _submit(*, request: Request, session: Session, cache: LeaderboardCache, slug: str,
-            participant: Participant | None, submission_in: SubmissionCreate,
-            idempotency_key: str | None, is_baseline: bool) -> JSONResponse:
-    tournament = crud.get_tournament(session=session, slug=slug)
-    submission, created = crud.create_submission(
-        session=session, tournament=tournament, participant=participant,
-        submission_in=submission_in, idempotency_key=idempotency_key, is_baseline=is_baseline)
-    if created:
-        cache.invalidate(slug)
-    return _respond(request=request, session=session, submission=submission, created=created)
+async def _submit(*, request: Request, item: Pending) -> Response:
+    """Hand the submission to the app's writer (group commit) and answer its outcome."""
+    state = request.app.state
+    outcome = await state.writer.submit(item)
+    if isinstance(outcome, ApiError):
+        raise outcome
+    if outcome.created:
+        state.cache.invalidate(item.slug)
+    return _respond(request=request, slug=item.slug, stored=outcome)
 
 
 @router.post("/tournaments/{slug}/submissions", status_code=status.HTTP_201_CREATED,
              response_model=SubmissionPublic, responses={422: _REJECTED})
-def submit(request: Request, session: WriteSessionDep, cache: CacheDep,
-           participant: CurrentParticipant, slug: str, submission_in: SubmissionCreate,
-           idempotency_key: IdempotencyKey = None) -> JSONResponse:
+async def submit(request: Request, api_key: ParticipantKey,
+                 slug: str, submission_in: SubmissionCreate,
+                 idempotency_key: IdempotencyKey = None) -> Response:
     """Submit a TrialResult. A retry with the same ``Idempotency-Key`` returns the first
     response; the same key with another body is 409. Rejected submissions are stored and
     answered with 422 and every reason."""
-    return _submit(request=request, session=session, cache=cache, slug=slug,
-                   participant=participant, submission_in=submission_in,
-                   idempotency_key=idempotency_key, is_baseline=False)
+    return await _submit(request=request, item=Pending(
+        slug=slug, api_key=api_key, submission_in=submission_in,
+        idempotency_key=idempotency_key))
 
 
 @router.post("/tournaments/{slug}/baseline", status_code=status.HTTP_201_CREATED,
              response_model=SubmissionPublic, responses={422: _REJECTED},
              dependencies=[AdminDep])
-def submit_baseline(request: Request, session: WriteSessionDep, cache: CacheDep, slug: str,
-                    submission_in: SubmissionCreate,
-                    idempotency_key: IdempotencyKey = None) -> JSONResponse:
+async def submit_baseline(request: Request, slug: str,
+                          submission_in: SubmissionCreate,
+                          idempotency_key: IdempotencyKey = None) -> Response:
     """The host's baseline (admin token): shown and marked on the leaderboard, never ranked."""
-    return _submit(request=request, session=session, cache=cache, slug=slug,
-                   participant=None, submission_in=submission_in,
-                   idempotency_key=idempotency_key, is_baseline=True)
+    return await _submit(request=request, item=Pending(
+        slug=slug, api_key=None, submission_in=submission_in,
+        idempotency_key=idempotency_key, is_baseline=True))
 
 
 def _visible(submission: Submission, participant: Participant | None, admin: bool) -> bool:
