@@ -12,14 +12,17 @@ Both end with ``PRAGMA integrity_check`` and ``foreign_key_check`` on the copy a
 counts equal to the snapshot's, then an atomic rename onto the destination.
 
 A restore copies the file's rows into a target database (SQLite or PostgreSQL) in one
-transaction, refuses a target that holds rows unless ``force``, and verifies the result:
-the same row count per table, and on SQLite an integrity check.
+transaction, refuses a target that holds rows or that a running server holds open unless
+``force``, and verifies the result: the same row count per table, and on SQLite an
+integrity check.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
+import struct
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,7 +40,12 @@ from tuner.errors import InputError, PodiumError
 _EXISTS = "{path} exists: backup refuses to overwrite it (pass --force)"
 _NOT_EMPTY = ("the target database {where} holds {rows} row(s): restore refuses to overwrite "
               "it (pass --force to replace its contents)")
+_IN_USE = ("the target database {where} is in use ({who}): stop the server before a restore "
+           "(or pass --force to restore under it)")
 _NOT_A_BACKUP = "{path} is not a leaderboard backup: {why}"
+# SQLite's unix VFS: the dead-man-switch byte of the -shm file, read-locked by every
+# connection that has the database open (UNIX_SHM_DMS = (22 + 8) * 4 + 8).
+_SHM_DMS = 128
 _REVISION = ("the backup {path} is at schema revision {found}, this podium needs {head}: "
              "restore it with the podium that wrote it, then migrate")
 
@@ -186,8 +194,16 @@ def _copy_rows(src: Connection, dst: Connection) -> dict[str, int]:
 # ---------------------------------------------------------------------------- restore
 
 def restore(path: Path, url: str, *, force: bool = False) -> Snapshot:
-    """Load the backup ``path`` into the database at ``url``; verify the counts after."""
+    """Load the backup ``path`` into the database at ``url``; verify the counts after.
+
+    Refuses (unless ``force``) a target that holds rows, or that another process holds
+    open: a running server would keep serving, and writing, from under the restore.
+    """
     path = path.expanduser()
+    if not force:
+        in_use = holders(url)  # first: before this process opens the target itself
+        if in_use:
+            raise InputError(_IN_USE.format(where=_where(url), who=in_use))
     snapshot = read_backup(path)
     if snapshot.revision != head_revision():
         raise BackupError(_REVISION.format(path=path, found=snapshot.revision,
@@ -216,6 +232,48 @@ def restore(path: Path, url: str, *, force: bool = False) -> Snapshot:
         raise BackupError(f"the restored database holds {restored}, the backup "
                           f"{snapshot.counts}")
     return Snapshot(revision=snapshot.revision, counts=restored)
+
+
+def holders(url: str) -> str | None:
+    """Who else holds the database at ``url`` open, in words; None when nobody does.
+
+    SQLite (WAL): every connection holds a shared lock on the dead-man-switch byte of the
+    ``-shm`` file while it is open (SQLite's unix VFS), so an exclusive lock on that byte
+    is refused while any other process has the database open, even idle. An open-file-
+    description lock, so that it never disturbs this process's own SQLite locks.
+    PostgreSQL (any other URL): other client sessions on the same database.
+    """
+    if is_sqlite(url):
+        return _sqlite_holders(_sqlite_path(url))
+    engine = create_db_engine(url)
+    try:
+        with engine.connect() as connection:
+            others = connection.execute(text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid() AND backend_type = 'client backend'")).scalar_one()
+    finally:
+        engine.dispose()
+    return f"{others} other session(s) are connected to it" if others else None
+
+
+def _sqlite_holders(path: Path) -> str | None:
+    shm = path.with_name(path.name + "-shm")
+    try:
+        descriptor = os.open(shm, os.O_RDWR)
+    except FileNotFoundError:
+        return None  # no -shm file: no connection has it open in WAL mode
+    command = getattr(fcntl, "F_OFD_SETLK", fcntl.F_SETLK)
+    lock = struct.pack("hhqqi", fcntl.F_WRLCK, os.SEEK_SET, _SHM_DMS, 1, 0)
+    try:
+        fcntl.fcntl(descriptor, command, lock)
+    except OSError:
+        return "another process (a running server?) has it open"
+    else:
+        unlock = struct.pack("hhqqi", fcntl.F_UNLCK, os.SEEK_SET, _SHM_DMS, 1, 0)
+        fcntl.fcntl(descriptor, command, unlock)
+        return None
+    finally:
+        os.close(descriptor)
 
 
 def _counts(connection: Connection) -> dict[str, int]:

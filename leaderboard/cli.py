@@ -1,4 +1,5 @@
-"""``podium leaderboard serve | migrate | backup | restore``: a Typer sub-app.
+"""``podium leaderboard serve | migrate | backup | restore | registration-token``: a Typer
+sub-app.
 
 Mounted by the main CLI. Errors are one line on stderr and exit code 2; no traceback.
 """
@@ -95,9 +96,11 @@ def backup(file: BackupFile, database_url: DatabaseUrl = None,
 @app.command()
 def restore(file: BackupFile, database_url: DatabaseUrl = None,
             force: Annotated[bool, typer.Option(
-                "--force", help="replace the contents of a database that holds rows")] = False
+                "--force", help="replace the contents of a database that holds rows, or "
+                                "that a running server holds open")] = False
             ) -> None:
-    """Load FILE into the database (stop the server first); verifies the row counts."""
+    """Load FILE into the database (stop the server first: a database in use is refused);
+    verifies the row counts."""
     from leaderboard import backup as backups
 
     settings = _settings(database_url)
@@ -106,3 +109,40 @@ def restore(file: BackupFile, database_url: DatabaseUrl = None,
     except Exception as error:  # one line: not a backup, target not empty, bad URL
         raise _fail(error) from None
     typer.echo(f"restored {file}: {snapshot.summary()}, verified")
+
+
+@app.command("registration-token")
+def registration_token(
+        uses: Annotated[int, typer.Option(min=1, max=1_000_000, help=(
+            "how many participants may register with it (1: a personal invitation)"))] = 1,
+        days: Annotated[float | None, typer.Option(
+            min=0.0, help="valid for this many days (default: until used up)")] = None,
+        note: Annotated[str, typer.Option(help="what it is for (for the host)")] = "",
+        database_url: DatabaseUrl = None) -> None:
+    """Issue a registration token, for a server with PODIUM_REGISTRATION=token; participants
+    pass it to `podium register --token`. Printed once; only its digest is stored."""
+    from datetime import timedelta
+
+    from sqlmodel import Session
+
+    from leaderboard import crud
+    from leaderboard.core.db import create_db_engine, utcnow, write_engine
+    from leaderboard.migrate import check_current
+    from leaderboard.models import RegistrationTokenCreate
+
+    settings = _settings(database_url)
+    expires = utcnow() + timedelta(days=days) if days is not None else None
+    try:
+        token_in = RegistrationTokenCreate(uses=uses, note=note, expires_at=expires)
+        engine = create_db_engine(settings.resolved_database_url())
+        try:
+            check_current(engine)
+            with Session(write_engine(engine)) as session:
+                _, token = crud.create_registration_token(session=session, token_in=token_in)
+        finally:
+            engine.dispose()
+    except Exception as error:  # one line: bad URL, unmigrated database, bad note
+        raise _fail(error) from None
+    until = f", until {expires:%Y-%m-%d %H:%M} UTC" if expires else ""
+    typer.echo(f"registration token for {uses} participant(s){until}:")
+    typer.echo(token)

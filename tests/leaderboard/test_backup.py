@@ -108,11 +108,12 @@ def test_backup_during_concurrent_writes_restores_every_row(live_server: str,
     with sqlite3.connect(tmp_path / "fresh" / "restored.db") as connection:
         assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
 
-    # The live database now holds more rows: restoring over it needs --force.
+    # The server still holds the live database open: a restore over it is refused.
     refused = runner.invoke(cli.app, ["restore", str(backup_file), "--database-url",
                                       database_url])
     assert refused.exit_code == 2
-    assert "refuses to overwrite" in refused.output and "Traceback" not in refused.output
+    assert "in use" in refused.output and "--force" in refused.output
+    assert "Traceback" not in refused.output
     assert len(all_rows(database_url)["submission"]) == len(accepted)
 
 
