@@ -45,6 +45,7 @@ class SubmissionWriter:
         self.max_batch = max_batch
         self._queue: asyncio.Queue[_Queued] | None = None
         self._task: asyncio.Task[None] | None = None
+        self.batches = self.items = 0  # transactions and submissions written so far
 
     async def submit(self, item: Pending) -> Outcome:
         """Queue ``item``; return its outcome once its batch has committed.
@@ -91,6 +92,8 @@ class SubmissionWriter:
                     if not future.done():
                         future.set_exception(error)
             else:
+                self.batches += 1
+                self.items += len(batch)
                 for (_, future), outcome in zip(batch, outcomes, strict=True):
                     if not future.done():
                         future.set_result(outcome)

@@ -21,6 +21,13 @@ from leaderboard.migrate import upgrade
 from tuner.trial.results import TrialResult
 
 ADMIN_TOKEN = "test-admin-token"
+# Limits no functional test reaches (test_abuse.py lowers them to test them).
+HIGH_LIMITS: dict[str, Any] = {"rate_limit_per_minute": 6000, "rate_limit_burst": 1000,
+                               "write_limit_per_address": "100000/minute",
+                               "registration_limit": "100000/minute"}
+HIGH_LIMITS_ENV = {"PODIUM_RATE_LIMIT_PER_MINUTE": "600000", "PODIUM_RATE_LIMIT_BURST": "100000",
+                   "PODIUM_WRITE_LIMIT_PER_ADDRESS": "1000000/minute",
+                   "PODIUM_REGISTRATION_LIMIT": "1000000/minute"}
 WORKLOAD_SHA = hashlib.sha256(b"digits-mlp").hexdigest()
 REFERENCE_QUALITY = 0.97
 
@@ -56,7 +63,7 @@ def database_url(podium_home: Path) -> str:
 @pytest.fixture
 def settings(podium_home: Path, database_url: str) -> Settings:
     return Settings(home=podium_home, database_url=database_url, admin_token=ADMIN_TOKEN,
-                    rate_limit_per_minute=6000, rate_limit_burst=1000)
+                    **HIGH_LIMITS)
 
 
 @pytest.fixture
@@ -168,9 +175,7 @@ def live_server(settings: Settings, migrated: str) -> Iterator[str]:
     from tuner.cli.demo import LeaderboardProcess
 
     server = LeaderboardProcess(home=settings.home, port=free_port(), admin_token=ADMIN_TOKEN,
-                                database_url=migrated,
-                                env={"PODIUM_RATE_LIMIT_PER_MINUTE": "60000",
-                                     "PODIUM_RATE_LIMIT_BURST": "10000"})
+                                database_url=migrated, env=HIGH_LIMITS_ENV)
     server.start()
     try:
         yield server.url

@@ -17,6 +17,7 @@ from sqlalchemy import text
 from leaderboard.core.db import create_db_engine
 from tests.leaderboard.conftest import (
     ADMIN_TOKEN,
+    HIGH_LIMITS_ENV,
     auth,
     free_port,
     make_record,
@@ -90,8 +91,7 @@ def test_sigkill_during_submission_burst_loses_and_duplicates_nothing(
         settings, migrated: str, tmp_path: Path) -> None:
     server = LeaderboardProcess(home=settings.home, port=free_port(), admin_token=ADMIN_TOKEN,
                                 database_url=migrated,
-                                env={"PODIUM_RATE_LIMIT_PER_MINUTE": "600000",
-                                     "PODIUM_RATE_LIMIT_BURST": "100000"})
+                                env=HIGH_LIMITS_ENV)
     server.start()
     try:
         path, keys = seed(server.url, WRITERS)
