@@ -17,6 +17,7 @@ from leaderboard.cache import LeaderboardCache
 from leaderboard.core.config import Settings
 from leaderboard.core.db import create_db_engine, is_sqlite
 from leaderboard.core.errors import install_error_handlers
+from leaderboard.core.headers import SecurityHeadersMiddleware
 from leaderboard.core.limits import BodyLimitMiddleware
 from leaderboard.core.ratelimit import RateLimits
 from leaderboard.migrate import check_current
@@ -39,7 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine.dispose()
 
     app = FastAPI(title="Podium leaderboard", version="0.1.0", lifespan=lifespan,
-                  openapi_url=f"{API_PREFIX}/openapi.json", docs_url="/docs",
+                  openapi_url=f"{API_PREFIX}/openapi.json", docs_url=None,  # web.routes
                   redoc_url=None)
     app.state.settings = settings
     app.state.engine = engine
@@ -56,6 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         registration=settings.registration_limit)
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(SecurityHeadersMiddleware)
     app.include_router(api_router, prefix=API_PREFIX)
     app.include_router(web_router)
     return app

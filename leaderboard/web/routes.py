@@ -1,16 +1,20 @@
 """Server-rendered pages: tournament list, tournament leaderboard + Pareto chart, submission.
 
-plotly.js is served from the plotly Python package itself (no CDN: there is no internet).
+plotly.js is served from the plotly Python package itself (no CDN: there is no internet);
+the pages run under a nonce-based CSP (:mod:`leaderboard.core.headers`).
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
+import re
 import uuid
 from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse
 
 from leaderboard import board, crud
@@ -38,10 +42,44 @@ def plotly_js_path() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "package_data" / "plotly.min.js"
 
 
+# plotly.js 6 adds maplibre's CSS at load in a <style> it creates unless one with this id
+# exists; such an element would be an inline style without the CSP nonce.
+_STYLE_AT_LOAD = re.compile(
+    rb'getElementById\("([0-9a-f]{16,64})"\)\)\{var \w+=document\.createElement\("style"\)')
+
+
+@functools.cache
+def plotly_style_ids() -> tuple[str, ...]:
+    """Ids of the styles plotly.js would inject at load: the page creates them first, empty
+    and with the nonce (no map trace is drawn here, so their rules are not missed)."""
+    try:
+        bundle = plotly_js_path().read_bytes()
+    except (ApiError, OSError):
+        return ()
+    return tuple(dict.fromkeys(m.decode() for m in _STYLE_AT_LOAD.findall(bundle)))
+
+
 @router.get("/static/plotly.min.js")
 def plotly_js() -> FileResponse:
     return FileResponse(plotly_js_path(), media_type="text/javascript",
                         headers={"Cache-Control": "public, max-age=86400"})
+
+
+# Swagger UI comes from its CDN (FastAPI's default page); its one inline script gets the nonce.
+DOCS_CSP = ("default-src 'none'; script-src 'nonce-{nonce}' https://cdn.jsdelivr.net; "
+            "style-src 'self' https://cdn.jsdelivr.net; "
+            "img-src 'self' data: https://fastapi.tiangolo.com; connect-src 'self'; "
+            "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+
+
+@router.get("/docs", response_class=HTMLResponse)
+def api_docs(request: Request) -> HTMLResponse:
+    """The interactive API documentation, under a CSP of its own."""
+    nonce = request.state.csp_nonce
+    page = get_swagger_ui_html(openapi_url=request.app.openapi_url,
+                               title=f"{request.app.title} API")
+    body = bytes(page.body).replace(b"<script", f'<script nonce="{nonce}"'.encode())
+    return HTMLResponse(body, headers={"Content-Security-Policy": DOCS_CSP.format(nonce=nonce)})
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -110,7 +148,7 @@ def tournament_page(request: Request, session: SessionDep, slug: str,
         "rows": rows[offset:offset + PAGE_ROWS], "count": len(rows), "offset": offset,
         "page_rows": PAGE_ROWS, "columns": columns, "sort": sort, "order": order,
         "hardware": hardware or "", "verified_only": verified_only,
-        "figure": pareto_figure(rows)})
+        "figure": pareto_figure(rows), "plotly_style_ids": plotly_style_ids()})
 
 
 @router.get("/submissions/{submission_id}", response_class=HTMLResponse)

@@ -80,3 +80,44 @@ def test_a_browser_gets_error_pages_in_html_and_api_clients_keep_json(
     # The API answers JSON whatever a browser accepts.
     api = client.get("/api/v1/tournaments/no-such-tournament", headers=BROWSER)
     assert api.status_code == 404 and api.json()["error"]["code"] == "not_found"
+
+
+def assert_secure_html(response) -> str:  # type: ignore[no-untyped-def]
+    """The security headers of an HTML page; returns its CSP nonce."""
+    assert response.headers["content-type"].startswith("text/html")
+    policy = response.headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in policy and "base-uri 'none'" in policy
+    assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert response.headers["Referrer-Policy"] == "no-referrer"
+    nonce = re.search(r"'nonce-([A-Za-z0-9_-]{16,})'", policy)
+    assert nonce is not None, policy
+    return nonce.group(1)
+
+
+def test_every_html_page_carries_the_security_headers(client: TestClient, tournament,
+                                                      alice: str) -> None:
+    sid = client.post(f"{T}/submissions", headers=auth(alice),
+                      json=submission_body()).json()["id"]
+    pages = ["/", "/tournaments/digits-latency", f"/submissions/{sid}", "/docs"]
+    nonces = set()
+    for path in pages:
+        page = client.get(path, headers=BROWSER)
+        assert page.status_code == 200, path
+        nonce = assert_secure_html(page)
+        inline = re.findall(r"<(script|style)\b([^>]*)>", page.text)
+        # Every inline block carries this response's nonce; scripts come from this site.
+        for tag, attributes in inline:
+            assert f'nonce="{nonce}"' in attributes or (
+                tag == "script" and 'src="/static/' in attributes), (path, tag, attributes)
+        nonces.add(nonce)
+    assert len(nonces) == len(pages)  # a fresh nonce per response
+    policy = client.get("/tournaments/digits-latency").headers["Content-Security-Policy"]
+    assert "script-src 'self' 'nonce-" in policy and "default-src 'none'" in policy
+    error = client.get("/tournaments/nope", headers=BROWSER)
+    assert error.status_code == 404
+    assert_secure_html(error)
+    api = client.get(f"{T}/leaderboard")
+    assert api.headers["X-Content-Type-Options"] == "nosniff"
+    assert "Content-Security-Policy" not in api.headers
