@@ -162,3 +162,20 @@ def test_restore_force_replaces_contents(client, tournament, alice: str, migrate
                                      "--force"])
     assert result.exit_code == 0, result.output
     assert all_rows(migrated) == saved and len(saved["submission"]) == 1
+
+
+def test_restore_refuses_a_database_a_running_server_holds(live_server: str, migrated: str,
+                                                           tmp_path: Path) -> None:
+    seed(live_server, 1)
+    backup_file = tmp_path / "board.backup"
+    assert runner.invoke(cli.app, ["backup", str(backup_file), "--database-url",
+                                   migrated]).exit_code == 0
+    refused = runner.invoke(cli.app, ["restore", str(backup_file), "--database-url", migrated])
+    assert refused.exit_code == 2, refused.output
+    assert refused.output.startswith("error: ") and "in use" in refused.output
+    assert "stop the server" in refused.output and "Traceback" not in refused.output
+    forced = runner.invoke(cli.app, ["restore", str(backup_file), "--database-url", migrated,
+                                     "--force"])
+    assert forced.exit_code == 0, forced.output
+    with httpx.Client(base_url=live_server, timeout=10) as client:  # it still serves
+        assert client.get("/api/v1/tournaments/digits-latency").status_code == 200
