@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, time
 from typing import Any
 
-from sqlalchemy import case, func, insert
+from sqlalchemy import and_, case, func, insert, or_
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
@@ -92,13 +92,24 @@ def _participants(session: Session, keys: set[str]) -> dict[str, Participant]:
     return {p.key_prefix: p for p in rows}
 
 
-def _stored_keys(session: Session,
-                 keys: set[str]) -> dict[tuple[int | None, str], dict[str, Any]]:
-    """The stored rows with these Idempotency-Keys (the replays), as plain columns."""
-    if not keys:
+def _stored_keys(session: Session, wanted: dict[int | None, set[str]]
+                 ) -> dict[tuple[int | None, str], dict[str, Any]]:
+    """The stored rows with these Idempotency-Keys per participant (the replays), as plain
+    columns. Participants and keys are asked as two lists (the (participant_id,
+    idempotency_key) index serves, and the statement's shape, hence its compiled form,
+    does not change with the batch); a row of another participant's key is not looked up.
+    """
+    if not wanted:
         return {}
-    rows = session.execute(select(_TABLE).where(_TABLE.c.idempotency_key.in_(keys))).mappings()
-    return {(row["participant_id"], row["idempotency_key"]): dict(row) for row in rows}
+    column = _TABLE.c
+    owners = [pid for pid in wanted if pid is not None]
+    keys = sorted({key for pid, group in wanted.items() if pid is not None for key in group})
+    baseline = sorted(wanted.get(None, ()))
+    rows = session.execute(select(_TABLE).where(or_(
+        and_(column.participant_id.in_(owners), column.idempotency_key.in_(keys)),
+        and_(column.participant_id.is_(None), column.idempotency_key.in_(baseline)))))
+    return {(row["participant_id"], row["idempotency_key"]): dict(row)
+            for row in rows.mappings()}
 
 
 def _referees(session: Session, ids: list[Any]) -> dict[Any, RefereeCheck]:
@@ -137,11 +148,23 @@ class _Batch:
         self.participants = _participants(session, {item.api_key for item in items
                                                     if item.api_key is not None})
         participants = {p.id for p in self.participants.values() if p.id is not None}
-        self.keys = _stored_keys(session, {item.idempotency_key for item in items
-                                           if item.idempotency_key is not None})
+        wanted: dict[int | None, set[str]] = {}
+        for item in items:
+            owner = self._owner(item)
+            if item.idempotency_key is not None and owner is not False:
+                wanted.setdefault(owner, set()).add(item.idempotency_key)
+        self.keys = _stored_keys(session, wanted)
         midnight = datetime.combine(now.date(), time(0), tzinfo=now.tzinfo)
         self.counts = _counts(session, {(t.id or 0, p) for t in self.tournaments.values()
                                         for p in participants}, midnight)
+
+    def _owner(self, item: Pending) -> int | bool | None:
+        """The id whose Idempotency-Keys ``item`` may replay (None: the host's baseline);
+        False for a key that matches no participant (its item answers 401)."""
+        if item.api_key is None:
+            return None
+        participant = self.participants.get(key_prefix(item.api_key) or "")
+        return participant.id if participant is not None and participant.id else False
 
     def authenticate(self, item: Pending) -> Participant | ApiError | None:
         """The key's participant, or the 401 that :mod:`leaderboard.api.deps` would give."""

@@ -34,7 +34,9 @@ class SecurityHeadersMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        nonce = secrets.token_urlsafe(16)
+        # Pages live outside /api/ (errors included): an API request needs no nonce, and a
+        # submission burst should not pay for one.
+        nonce = "" if scope["path"].startswith("/api/") else secrets.token_urlsafe(16)
         scope.setdefault("state", {})["csp_nonce"] = nonce
 
         async def with_headers(message: Message) -> None:
@@ -42,7 +44,7 @@ class SecurityHeadersMiddleware:
                 headers = list(message.get("headers", []))
                 content_type = next((v for k, v in headers if k.lower() == b"content-type"), b"")
                 headers += _ALWAYS
-                if content_type.startswith(b"text/html"):
+                if content_type.startswith(b"text/html") and nonce:
                     if not any(k.lower() == b"content-security-policy" for k, _ in headers):
                         policy = CSP.format(nonce=nonce).encode()  # else: the page's own
                         headers.append((b"content-security-policy", policy))

@@ -115,7 +115,7 @@ def test_a_key_race_lost_in_the_insert_is_answered_row_by_row(
     looked_up = batch._stored_keys
     calls = []
 
-    def blind_first(session: Session, wanted: set[str]) -> dict:
+    def blind_first(session: Session, wanted: dict) -> dict:
         calls.append(wanted)
         return {} if len(calls) == 1 else looked_up(session, wanted)
 
