@@ -98,6 +98,8 @@ class Option:
             option to ``1 - q`` (the largest relative quality drop a quantizer's own
             accuracy check may accept), unless the search space names it.
         help: one line for ``podium backends list`` and the README.
+        short: the key's label in terminal tables, where 80 columns leave no room for
+            ``int8_op_types`` (``ops``); empty: the name (``--wide`` always shows names).
 
     Example:
         >>> Option("tvm_opt_level", default=3, low=0, high=3, help="Relax pass level")
@@ -118,6 +120,7 @@ class Option:
     same_speed: Condition | None = None
     follows_quality_floor: bool = False
     help: str = ""
+    short: str = ""
 
     def __post_init__(self) -> None:
         if isinstance(self.applies, Condition):

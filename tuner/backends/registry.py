@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import metadata
 
-from tuner.backends.base import CORE_KEYS, Backend, Precision, plain
+from tuner.backends.base import CORE_KEYS, Backend, Option, Precision, plain
 from tuner.errors import ConfigError, one_line
 
 BUILTIN = {
@@ -91,6 +91,12 @@ def option_owner(key: str) -> str | None:
     """The usable backend that declares option ``key``; None if none does."""
     return next((r.name for r in _registry().values()
                  if r.backend is not None and r.backend.option(key) is not None), None)
+
+
+def declared_option(key: str) -> Option | None:
+    """The declaration of option ``key`` by the usable backend that has it; None if none."""
+    owner = option_owner(key)
+    return backend_class(owner).option(key) if owner is not None else None
 
 
 def runs_precision(precision: str) -> list[str]:

@@ -18,9 +18,18 @@ from rich import box
 from rich.table import Table
 
 from tuner.cli import userconfig
-from tuner.cli.output import console, format_value, short_metric
+from tuner.cli.output import (
+    config_cell,
+    console,
+    format_value,
+    is_wide,
+    print_table,
+    short_metric,
+    wide_option,
+)
 from tuner.client import LeaderboardClient, LeaderboardRefused
 from tuner.errors import InputError, SubmissionRejected, WorkloadError
+from tuner.search.report import varying
 from tuner.search.result import CONFIRMATION_KEY
 from tuner.trial.results import Stability, TrialResult
 
@@ -132,22 +141,22 @@ def create(
 
 
 @tournament_app.command("list")
-def list_tournaments() -> None:
+def list_tournaments(wide: bool = wide_option()) -> None:
     """Every tournament on the configured leaderboard."""
     with open_client() as client:
         rows = client.tournaments()
     table = Table(title=f"tournaments at {client.url}")
     for column in ("slug", "title", "workload", "division", "objectives", "open"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for t in rows:
         table.add_row(t["slug"], t["title"], t["workload_name"], t["division"],
                       ", ".join(o["metric"] for o in t["objectives"]),
                       "yes" if t["is_open"] else "no")
-    console.print(table)
+    print_table(table)
 
 
 @tournament_app.command("show")
-def show(slug: str = typer.Argument(...)) -> None:
+def show(slug: str = typer.Argument(...), wide: bool = wide_option()) -> None:
     """One tournament's rules and its leaderboard."""
     with open_client() as client:
         t = get_tournament(client, slug)
@@ -158,7 +167,7 @@ def show(slug: str = typer.Argument(...)) -> None:
     console.print(f"objectives: {', '.join(o['metric'] for o in t['objectives'])} · "
                   f"constraints: {', '.join(t['constraints']) or 'none'} · "
                   f"hardware: {', '.join(t['hardware_profiles'])}")
-    console.print(leaderboard_table(board))
+    print_table(leaderboard_table(board))
     console.print(f"website: {client.url}/tournaments/{slug}", soft_wrap=True)
 
 
@@ -171,20 +180,23 @@ def leaderboard_table(board: dict[str, Any]) -> Table:
     table = Table(title=f"leaderboard {board['tournament']} (sorted by {board['sort']})",
                   box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("#", justify="right", no_wrap=True)
-    table.add_column("participant", overflow="fold", min_width=8, ratio=2)
+    wide = is_wide()  # natural widths: no flexible columns
+    table.add_column("participant", overflow="fold", min_width=8, ratio=None if wide else 2)
     table.add_column("status", no_wrap=True)
-    table.add_column("configuration", overflow="fold", min_width=12, ratio=3)
+    table.add_column("configuration", overflow="fold", min_width=12, ratio=None if wide else 3)
     for metric in metrics:
         table.add_column(short_metric(metric), justify="right", no_wrap=True)
-    for row in board["data"]:
-        c = row["config"]
+    configs = [{**row["config"], "variant": row["variant"],
+                "hardware": row["hardware_profile"]} for row in board["data"]]
+    options = varying(configs)
+    for row, config in zip(board["data"], configs, strict=True):
         table.add_row(
             str(row["rank"]) if row["rank"] is not None else "—",
             "baseline" if row["is_baseline"] else str(row["participant"]), str(row["status"]),
-            f"{row['variant']}\n{c.get('backend')} {c.get('precision')} {c.get('threads')}t "
-            f"b{c.get('batch')} {row['hardware_profile']}",
+            config_cell(config, options),
             *[format_value(row["metrics"].get(m)) for m in metrics])
     return table
+
 
 
 # ---------------------------------------------------------------------------- submit

@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from tuner.backends.options import CORE_KEYS
 from tuner.search.result import OptimizationResult
 from tuner.trial.constraints import feasible, parse_constraints
 from tuner.trial.results import METRIC_DIRECTIONS, METRIC_UNITS, TrialResult, TrialState
@@ -58,24 +60,21 @@ code, pre { background: #f4f4f4; padding: 0.1rem 0.3rem; }
 """
 
 
-CORE = ("variant", "backend", "precision", "threads", "batch", "hardware")
-
-
 def describe(config: dict[str, Any], options: set[str] | None = None) -> str:
     """A configuration in one line: the core keys, then its other options (only those in
     ``options`` when given: the ones that vary across a search)."""
     head = " ".join(str(config[k]) + ("t" if k == "threads" else "")
-                    if k != "batch" else f"b{config[k]}" for k in CORE if k in config)
+                    if k != "batch" else f"b{config[k]}" for k in CORE_KEYS if k in config)
     rest = ", ".join(f"{k}={v}" for k, v in sorted(config.items())
-                     if k not in CORE and (options is None or k in options))
+                     if k not in CORE_KEYS and (options is None or k in options))
     return f"{head} ({rest})" if rest else head
 
 
-def varying(results: list[TrialResult]) -> set[str]:
-    """The options whose value is not the same in every trial that has them."""
+def varying(configs: Iterable[dict[str, Any]]) -> set[str]:
+    """The options whose value is not the same in every configuration that has them."""
     seen: dict[str, set[str]] = {}
-    for r in results:
-        for key, value in r.config.items():
+    for config in configs:
+        for key, value in config.items():
             seen.setdefault(key, set()).add(json.dumps(value, default=str))
     return {key for key, values in seen.items() if len(values) > 1}
 
@@ -354,7 +353,7 @@ def _trials_table(result: OptimizationResult, constraints: list[Any]) -> str:
     head = "".join(f"<th>{h}</th>" for h in ["trial", "outcome", "configuration", *metrics,
                                               "stability", "seconds", "reason"])
     rows = []
-    options = varying(result.results)
+    options = varying(r.config for r in result.results)
     for r in sorted(result.results, key=lambda r: r.started_at):
         seconds = sum(v for k, v in r.timings.items() if k.endswith("_s"))
         cells = [f"<td><code>{r.trial_id[:8]}</code></td>",

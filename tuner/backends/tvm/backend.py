@@ -50,10 +50,12 @@ class TvmFeatures(StrEnum):
 
 
 OPTIONS = (
-    Option("tvm_opt_level", default=3, low=0, high=3, help="Relax pass-context opt level"),
-    Option("tvm_features", default=TvmFeatures.NATIVE, choices=tuple(TvmFeatures),
+    Option("tvm_opt_level", short="opt",
+           default=3, low=0, high=3, help="Relax pass-context opt level"),
+    Option("tvm_features", short="isa", default=TvmFeatures.NATIVE, choices=tuple(TvmFeatures),
            help="the ISA the target may use: the profile's (native) or a portable floor"),
-    Option("tvm_tuning_trials", default=0, low=0, high=100_000, searched=(SEARCHED_TUNING,),
+    Option("tvm_tuning_trials", short="tune",
+           default=0, low=0, high=100_000, searched=(SEARCHED_TUNING,),
            help="MetaSchedule trials, 0 = untuned (searched only where the space asks: "
                 "untuned TVM runs 40-80× slower than ONNX Runtime)"),
 )
