@@ -7,7 +7,9 @@ and the constraints they miss are printed), 2 bad input.
 from __future__ import annotations
 
 import json
+import statistics
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +21,18 @@ from rich.markup import escape
 from rich.table import Table
 
 from tuner.cli.inputs import inputs_option, outputs_option, resolve_workload
-from tuner.cli.output import console, errors, format_value, short_metric
+from tuner.cli.output import (
+    config_cell,
+    console,
+    duration,
+    errors,
+    format_value,
+    print_table,
+    short_metric,
+    wide_option,
+)
 from tuner.search.report import describe as describe_config
+from tuner.search.report import varying
 
 NOTHING_FEASIBLE = 3
 
@@ -37,36 +49,64 @@ def _describe_record(result: Any) -> str:
 
 
 class LiveView:
-    """Trials done / budget, what runs where, best feasible so far, failures."""
+    """Trials done / budget with the time spent and an estimate of what is left, what runs
+    where and for how long (against what trials like it took), best feasible so far,
+    failures. Re-rendered four times a second, so the clocks tick between events."""
 
     def __init__(self, budget: int | None, objective: str) -> None:
         self.budget, self.objective = budget, objective
         self.state: dict[str, Any] = {"finished": 0, "running": [], "best": None, "failures": 0}
         self.recent: list[str] = []
-        self.live = Live(self.render(), console=console, refresh_per_second=4, transient=False)
+        self.started = time.monotonic()
+        self.since: dict[str, float] = {}  # running configuration digest → first seen running
+        self.took: dict[tuple[str, str], list[float]] = {}  # (backend, precision) → walls
+        self.live = Live(self, console=console, refresh_per_second=4, transient=False)
 
     def __call__(self, event: dict[str, Any]) -> None:
         self.state = event
+        now = time.monotonic()
+        running = {config.digest() for config in event["running"]}
+        self.since = {d: self.since.get(d, now) for d in running}
         if "result" in event:
             result = event["result"]
+            wall = result.wall_s
+            if wall > 0:
+                key = (str(result.config.get("backend")), str(result.config.get("precision")))
+                self.took.setdefault(key, []).append(wall)
             value = result.metric(self.objective) if result.ok else None
             # Its state (failed, infeasible, pruned) and why, shortened at a word boundary:
             # a reason cut mid-number ("floor 0.9" for 0.98) would say something false.
-            why = textwrap.shorten(result.error or "", width=90, placeholder=" …")
+            error = (result.error or "").removeprefix(f"{result.state}: ")  # said once
+            why = textwrap.shorten(error, width=90, placeholder=" …")
             colour = "red" if result.state == "failed" else "yellow"
             mark = (format_value(value) if result.ok
                     else f"[{colour}]{result.state}: {escape(why)}[/{colour}]")
             label = "baseline" if event["event"] == "baseline" else "trial"
             self.recent = [f"{label} {_describe_record(result)} → {mark}", *self.recent][:5]
-        self.live.update(self.render())
+        self.live.refresh()
+
+    def __rich__(self) -> Group:
+        return self.render()
+
+    def __enter__(self) -> LiveView:
+        self.live.start(refresh=True)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.live.stop()
+        if not console.is_terminal:  # Live ends a terminal's last line, not a log's
+            console.line()
 
     def render(self) -> Group:
         s = self.state
+        now = time.monotonic()
         table = Table(show_header=False, box=None)
         budget = self.budget if self.budget is not None else "∞"
         table.add_row("trials", f"{s['finished']} / {budget}  (failures: {s['failures']})")
+        table.add_row("time", self._clock(now, s["finished"]))
         for config in s["running"]:
-            table.add_row("running", f"{_describe(config)}  on hw:{config.hardware}")
+            table.add_row("running", f"{_describe(config)}  on hw:{config.hardware}  "
+                                     f"{self._running_for(config, now)}")
         best = s["best"]
         table.add_row(f"best {self.objective}",
                       f"{format_value(best.metric(self.objective))}  "
@@ -76,6 +116,25 @@ class LiveView:
         for line in self.recent:
             table.add_row("", line)
         return Group(table)
+
+    def _clock(self, now: float, finished: int) -> str:
+        """Time spent, and the trials left at this search's own pace so far (an estimate:
+        one slow build can move it)."""
+        elapsed = now - self.started
+        text = f"{duration(elapsed)} elapsed"
+        if self.budget is not None and 0 < finished < self.budget:
+            text += f" · ~{duration(elapsed / finished * (self.budget - finished))} left"
+        return text
+
+    def _running_for(self, config: Any, now: float) -> str:
+        """How long a running trial has taken, and what finished trials of its backend and
+        precision took (the estimate of a build, a calibration or a tuning)."""
+        start = self.since.get(config.digest())
+        text = duration(now - start) if start is not None else ""
+        walls = self.took.get((str(config.backend), str(config.precision.value)))
+        if walls and text:
+            text += f" (such trials took ~{duration(statistics.median(walls))})"
+        return text
 
 
 def optimize_command(
@@ -104,6 +163,7 @@ def optimize_command(
                                     help="start from the knowledge store's nearest results"),
     dry_run: bool = typer.Option(False, "--dry-run",
                                  help="print the search space this request gives and exit"),
+    wide: bool = wide_option(),
     prune_factor: float = typer.Option(3.0, "--prune-factor", min=0.0,
                                        help="latency search: stop timing a candidate whose "
                                             "probe p50 exceeds this × the incumbent's p90 "
@@ -134,7 +194,7 @@ def optimize_command(
 
         target = open_submission(submit, chosen)
     view = LiveView(trials, objective[0])
-    with view.live:
+    with view:
         result = optimize(chosen, objective, constraint, hardware, trials=trials,
                           timeout_s=timeout, space=restriction, sampler=sampler, seed=seed,
                           study=study, storage=storage, ray_address=ray_address,
@@ -206,8 +266,10 @@ def _report(result: Any) -> None:
         console.print(result.sampler_reason, soft_wrap=True)
     if result.time_by_outcome:
         console.print(_time_table(result.time_by_outcome))
-    # Short metric headers and a configuration that wraps: nothing is cut at 80 columns.
+    # Short metric headers and a configuration that wraps, its options that tell the rows
+    # apart under short labels: nothing is cut at 80 columns (--wide: every option).
     metrics = list(dict.fromkeys([*result.objectives, "quality_ratio"]))
+    options = varying(r.config for r in result.front)
     table = Table(title="Pareto front (feasible)", box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("trial", no_wrap=True)
     table.add_column("configuration", overflow="fold", min_width=16)
@@ -215,10 +277,10 @@ def _report(result: Any) -> None:
         table.add_column(short_metric(metric), justify="right", no_wrap=True)
     table.add_column("stability", no_wrap=True)
     for r in result.front:
-        table.add_row(r.trial_id[:8], _describe_record(r),
+        table.add_row(r.trial_id[:8], config_cell(r.config, options),
                       *[format_value(r.metric(m)) for m in metrics], str(r.metrics.stability))
     if result.front:
-        console.print(table)
+        print_table(table)
     base = result.baseline.metric(objective) if result.baseline and result.baseline.ok else None
     confirmation = result.confirmation
     if confirmation is not None:

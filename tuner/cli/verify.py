@@ -16,7 +16,7 @@ import typer
 from rich.table import Table
 
 from tuner.cli import userconfig
-from tuner.cli.output import console, errors, format_value
+from tuner.cli.output import console, errors, format_value, working
 from tuner.cli.tournament import get_tournament, local_workload, open_client
 from tuner.client import LeaderboardClient
 from tuner.errors import InputError, TrialFailed
@@ -98,12 +98,11 @@ def remeasure(record: TrialResult, *, timeout_s: float) -> TrialResult:
     """
     from tuner.trial.config import Configuration
     from tuner.trial.measure import Protocol
-    from tuner.trial.run import run_trial
-    from workloads.versions import package_versions
+    from tuner.trial.run import packages_for, run_trial
 
     workload = local_workload(record.workload.name, record.workload.sha256,
                               whose="the submitted record")
-    here = package_versions()
+    here = packages_for(record.config["backend"])
     drift = [f"{name} {version} → {here.get(name, 'missing')}"
              for name, version in sorted(record.packages.items())
              if name != "podium" and here.get(name) != version]
@@ -115,7 +114,7 @@ def remeasure(record: TrialResult, *, timeout_s: float) -> TrialResult:
         protocol = Protocol()
     protocol = replace(protocol, reuse_quality=False)  # a claim's quality is scored afresh
     config = Configuration.model_validate(record.config)
-    with console.status(f"re-measuring {record.trial_id[:8]} on {config.hardware} …"):
+    with working(f"re-measuring {record.trial_id[:8]} on {config.hardware}", record.wall_s):
         result = run_trial(workload, config, protocol=protocol, timeout_s=timeout_s,
                            seed=record.seed)
     if not result.ok:

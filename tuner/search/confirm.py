@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import statistics
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -44,13 +45,21 @@ def confirm(executor: Executor, workload: Workload, ranked: list[TrialResult],
     """
     entries = [baseline, *ranked]
     runs: list[list[TrialResult | None]] = [[] for _ in entries]
+    # A round's time: first what the search's own measurements of these entries took, then
+    # what the rounds so far took (the estimate a progress display shows).
+    per_round = sum(r.timings.get("measure_wall_s", 0.0) for r in entries)
+    started = time.monotonic()
     for round_index in range(rounds):
         order = list(range(len(entries)))
         if round_index % 2:
             order.reverse()
+        if round_index:
+            per_round = (time.monotonic() - started) / round_index
         if progress is not None:
+            left = per_round * (rounds - round_index)
             progress(f"confirming the best {len(ranked)} and the baseline: round "
-                     f"{round_index + 1} of {rounds}")
+                     f"{round_index + 1} of {rounds}"
+                     + (f" (~{round(left)} s left)" if left > 0 else ""))
         for index in order:
             runs[index].append(_remeasure(executor, workload, entries[index], seed,
                                           key=("confirm", round_index, index)))

@@ -151,6 +151,12 @@ class TrialResult(BaseModel):
         return (self.state in (TrialState.COMPLETE, TrialState.INFEASIBLE, TrialState.PRUNED)
                 and self.metrics.quality is not None)
 
+    @property
+    def wall_s(self) -> float:
+        """What this trial's build and measurement took, s (0: not recorded); what a
+        progress display expects a re-run of it to take."""
+        return sum(v for k, v in self.timings.items() if k.endswith("_wall_s"))
+
     def metric(self, name: str) -> float | None:
         value = getattr(self.metrics, name)
         return None if value is None or not math.isfinite(value) else float(value)
