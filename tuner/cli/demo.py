@@ -22,7 +22,7 @@ from typing import Any
 import typer
 
 from tuner.cli import userconfig
-from tuner.cli.output import console
+from tuner.cli.output import console, print_table, wide_option
 from tuner.client import LeaderboardClient, LeaderboardRefused
 from tuner.errors import InputError, PodiumError
 
@@ -36,11 +36,13 @@ DEMO_STUDY = "podium-demo"
 # a little); the constraint keeps what a user would ship.
 OBJECTIVES = ["latency_p90_ms", "quality_ratio"]
 CONSTRAINTS = ["quality_ratio >= 0.98"]
-# ONNX Runtime at batch 1, without int8-dynamic: TVM compiles take minutes on 2 cores, a
-# batch-8 trial of a conv net times for most of a minute, and dynamic int8 runs its convs
-# 3-6× slower than fp32 here (its trials, rankings and referee re-runs took half of a
-# 10-minute demo). The whole demo stays near 6 minutes on 2 cores.
-SPACE: dict[str, Any] = {"backend": "ort", "batch": 1,
+# ONNX Runtime and OpenVINO (the peer a user would try next; its int8 ran the conv net
+# ~2× the ORT default here, ORT's ~1.4-1.7×) at batch 1, without TVM or int8-dynamic: TVM
+# compiles take minutes on 2 cores, a batch-8 trial of a conv net times for most of a
+# minute, and dynamic int8 runs its convs 3-6× slower than fp32 here (its trials, rankings
+# and referee re-runs took half of a 10-minute demo). The search's strong defaults measure
+# each engine's int8 first. The whole demo stays near 6 minutes on 2 cores.
+SPACE: dict[str, Any] = {"backend": ["ort", "openvino"], "batch": 1,
                          "precision": ["fp32", "fp16", "int8-static"]}
 DEMO_TRIALS = 8
 CONFIRM_TOP = 2  # the best two and the baseline, side by side (3 rounds)
@@ -207,6 +209,7 @@ def demo_command(
     exit_: bool = typer.Option(False, "--exit", help="stop the server at the end"),
     port: int | None = typer.Option(None, help="leaderboard port (default 8000, else free)"),
     trials: int = typer.Option(DEMO_TRIALS, min=1, help="search budget (finished trials)"),
+    wide: bool = wide_option(),
 ) -> None:
     """Leaderboard + tournament + search + submit + referee, on this machine."""
     import workloads
@@ -226,18 +229,19 @@ def demo_command(
             slug = ensure_tournament(client, workload)
             client.api_key = ensure_participant(client)
             view = LiveView(trials, OBJECTIVES[0])
-            with view.live:
+            with view:
                 result = optimize(workload, OBJECTIVES, CONSTRAINTS, ["local"], trials=trials,
                                   space=SPACE, study=demo_study(workload), progress=view,
                                   confirm_top=CONFIRM_TOP)
             console.print(f"search: {result.n_trials} trials, {len(result.feasible)} feasible, "
                           f"Pareto front of {len(result.front)}")
-            submit_records(client, slug, result.front, method="podium demo: Optuna over ORT "
-                                                              "variants, precisions, threads")
+            submit_records(client, slug, result.front,
+                           method="podium demo: Optuna over ORT and OpenVINO variants, "
+                                  "precisions, threads")
             submit_baseline(client, slug, result.baseline)
             referee(client, slug, top=REFEREE_TOP, latency_tolerance=LATENCY_TOLERANCE,
                     quality_tolerance=QUALITY_TOLERANCE, timeout_s=600.0)
-            console.print(leaderboard_table(client.leaderboard(slug)))
+            print_table(leaderboard_table(client.leaderboard(slug)))
         report = write_report(result, home() / "demo-report.html")
         console.print(f"report: [bold]{report}[/bold] (open it in a browser, offline)",
                       soft_wrap=True)

@@ -96,10 +96,7 @@ class SearchLoop:
             self.study.enqueue_trial(params, skip_if_exists=False)
         if not strong:
             return
-        ref = self.workload.reference
-        defaults = [baseline, Configuration(variant=ref),
-                    Configuration(variant=ref, precision="int8-static"),
-                    Configuration(variant=ref, precision="int8-static", per_channel=True)]
+        defaults = strong_defaults(self.workload.reference, baseline)
         planned = []
         for config in defaults:
             config = config.with_updates(hardware=baseline.hardware)
@@ -316,6 +313,24 @@ class SearchLoop:
 
     def _feasible(self, results: list[TrialResult]) -> list[TrialResult]:
         return feasible(results, self.constraints)
+
+
+def strong_defaults(reference: str, baseline: Configuration) -> list[Configuration]:
+    """What a search measures first, in this order (those outside its space drop out): the
+    baseline, the reference variant's defaults, int8 static on the default backend, then
+    each other backend's int8 static and its own defaults — the one-line tries a user would
+    make on each engine, on all the baseline's cores (the peer's default is what a search
+    must beat), so a small budget never ends without them — and per-channel int8."""
+    from tuner.backends.registry import DEFAULT_BACKEND, backend_names, runs_precision
+
+    others = [name for name in backend_names() if name != DEFAULT_BACKEND]
+    on = {"variant": reference, "threads": baseline.threads}  # all the cores, as a user would
+    return [baseline, Configuration(variant=reference),
+            Configuration(**on, precision="int8-static"),
+            *(Configuration(**on, backend=name, precision="int8-static")
+              for name in others if name in runs_precision("int8-static")),
+            *(Configuration(**on, backend=name) for name in others),
+            Configuration(**on, precision="int8-static", per_channel=True)]
 
 
 def _one_step(around: dict[str, Any], changed: str, rng: Any) -> Any:
