@@ -184,9 +184,15 @@ def _record(workload: Workload, config: Configuration, profile: HardwareProfile,
         "config": config.as_dict(), "config_digest": config.digest(),
         "hardware": HardwareRef(profile=profile.name, fingerprint=fingerprint(profile),
                                 node=node or platform.node(), cpus=cpus),
-        "packages": package_versions() | backend_class(config.backend).versions(),
+        "packages": packages_for(config.backend),
         "seed": seed, "started_at": datetime.now(UTC),
     }
+
+
+def packages_for(backend: str) -> dict[str, str]:
+    """The package versions a record of ``backend`` carries: Podium's and its own engine's
+    (what a re-run compares against, so the engine is never reported missing)."""
+    return package_versions() | backend_class(backend).versions()
 
 
 def _fingerprint(workload: Workload) -> dict[str, Any]:
