@@ -63,7 +63,8 @@ class SubmissionWriter:
         """Write what is queued, then end the writer task."""
         if self._task is None or self._queue is None:
             return
-        await self._queue.join()
+        if not self._task.done():  # a writer that died (cancelled) would never drain it
+            await self._queue.join()
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
