@@ -5,13 +5,16 @@ while the previous batch was being written. Each one is answered exactly as
 :func:`leaderboard.crud.create_submission` answers it alone (the same checks, quotas,
 Idempotency-Key replays and 409s); the batch shares the reads and the commit:
 
-- one query per tournament, one for every Idempotency-Key, one count per participant
-  (later batch-mates count the earlier ones: a quota holds inside a batch too);
+- one query for the tournaments, one for the participants (their API keys are checked
+  here, in the transaction, with the 401s of :mod:`leaderboard.api.deps`), one for the
+  Idempotency-Keys, one quota count per tournament (later batch-mates count the earlier
+  ones: a quota holds inside a batch too);
 - one INSERT of every new row; if it fails on a unique key (another process won an
   Idempotency-Key race, PostgreSQL), the batch is checked again and each row inserted in
   its own SAVEPOINT, so one failing row never takes its batch-mates with it.
 
-Per-item failures (404 no tournament, 409 Idempotency-Key reused) come back as
+Per-item failures (401 key invalid, revoked or expired; 404 no tournament; 409
+Idempotency-Key reused with another body) come back as
 :class:`~leaderboard.core.errors.ApiError` in that item's slot; a database fault that
 stops the whole transaction (locked, full, read-only) is raised for all of them.
 """
@@ -64,7 +67,6 @@ class Stored:
     created: bool
     participant_name: str | None
     referee: RefereeCheck | None = None
-
 
 
 Outcome = Stored | ApiError
