@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -169,15 +170,22 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture
-def live_server(settings: Settings, migrated: str) -> Iterator[str]:
-    """A real uvicorn subprocess on a free loopback port; yields its base URL."""
+@contextmanager
+def serving(settings: Settings, database_url: str, **env: str) -> Iterator[str]:
+    """A real uvicorn subprocess on a free loopback port, limits high unless ``env`` sets
+    them (``PODIUM_REGISTRATION="token"``, …); yields its base URL."""
     from tuner.cli.demo import LeaderboardProcess
 
     server = LeaderboardProcess(home=settings.home, port=free_port(), admin_token=ADMIN_TOKEN,
-                                database_url=migrated, env=HIGH_LIMITS_ENV)
+                                database_url=database_url, env=HIGH_LIMITS_ENV | env)
     server.start()
     try:
         yield server.url
     finally:
         server.stop()
+
+
+@pytest.fixture
+def live_server(settings: Settings, migrated: str) -> Iterator[str]:
+    with serving(settings, migrated) as url:
+        yield url

@@ -21,12 +21,10 @@ from leaderboard.main import create_app
 from leaderboard.models import Participant, Submission
 from tests.leaderboard.conftest import (
     ADMIN,
-    ADMIN_TOKEN,
-    HIGH_LIMITS_ENV,
     auth,
-    free_port,
     make_record,
     register,
+    serving,
     submission_body,
     tournament_body,
 )
@@ -159,16 +157,8 @@ def test_limits_are_checked_when_settings_load() -> None:
 @pytest.fixture
 def limited_server(settings: Settings, migrated: str) -> Iterator[str]:
     """A real uvicorn server limiting registrations per client address to 3 a minute."""
-    from tuner.cli.demo import LeaderboardProcess
-
-    server = LeaderboardProcess(home=settings.home, port=free_port(), admin_token=ADMIN_TOKEN,
-                                database_url=migrated,
-                                env=HIGH_LIMITS_ENV | {"PODIUM_REGISTRATION_LIMIT": "3/minute"})
-    server.start()
-    try:
-        yield server.url
-    finally:
-        server.stop()
+    with serving(settings, migrated, PODIUM_REGISTRATION_LIMIT="3/minute") as url:
+        yield url
 
 
 def test_registration_limit_per_address_over_real_http(limited_server: str,

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from leaderboard import cli
 from leaderboard.core.config import Settings
-from tests.leaderboard.conftest import ADMIN_TOKEN, HIGH_LIMITS_ENV, free_port
+from tests.leaderboard.conftest import serving
 from tuner.cli import userconfig
 from tuner.cli.app import main
 
@@ -20,16 +20,8 @@ runner = CliRunner()
 
 @pytest.fixture
 def token_server(settings: Settings, migrated: str) -> Iterator[str]:
-    from tuner.cli.demo import LeaderboardProcess
-
-    server = LeaderboardProcess(home=settings.home, port=free_port(), admin_token=ADMIN_TOKEN,
-                                database_url=migrated,
-                                env=HIGH_LIMITS_ENV | {"PODIUM_REGISTRATION": "token"})
-    server.start()
-    try:
-        yield server.url
-    finally:
-        server.stop()
+    with serving(settings, migrated, PODIUM_REGISTRATION="token") as url:
+        yield url
 
 
 @pytest.fixture
