@@ -38,9 +38,8 @@ NOTHING_FEASIBLE = 3
 
 
 def _describe(config: Any) -> str:
-    parts = [config.variant, config.backend, config.precision.value,
-             f"{config.threads}t", f"b{config.batch}", config.hardware]
-    return " ".join(str(p) for p in parts if p)
+    """A running Configuration's core keys in one line (the report's format)."""
+    return describe_config(config.as_dict(), set())
 
 
 def _describe_record(result: Any) -> str:

@@ -74,8 +74,9 @@ def config_cell(config: dict[str, Any], options: set[str] | None = None) -> str:
     """A configuration for a table cell: its core keys on one line and, on the next, its
     other options (with ``--wide`` all of them; else those in ``options``, under short
     labels: the ones that tell the table's rows apart)."""
-    head = " ".join(f"{config[k]}t" if k == "threads" else f"b{config[k]}" if k == "batch"
-                    else str(config[k]) for k in CORE_KEYS if config.get(k) is not None)
+    from tuner.search.report import describe
+
+    head = describe(config, set())
     rest = [f"{option_label(k)}={_option_value(v)}" for k, v in sorted(config.items())
             if k not in CORE_KEYS and v is not None and (_wide or options is None or k in options)]
     return "\n".join([head, " ".join(rest)]) if rest else head

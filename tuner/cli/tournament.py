@@ -198,7 +198,6 @@ def leaderboard_table(board: dict[str, Any]) -> Table:
     return table
 
 
-
 # ---------------------------------------------------------------------------- submit
 
 def idempotency_key(slug: str, record: TrialResult) -> str:

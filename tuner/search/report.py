@@ -64,7 +64,8 @@ def describe(config: dict[str, Any], options: set[str] | None = None) -> str:
     """A configuration in one line: the core keys, then its other options (only those in
     ``options`` when given: the ones that vary across a search)."""
     head = " ".join(str(config[k]) + ("t" if k == "threads" else "")
-                    if k != "batch" else f"b{config[k]}" for k in CORE_KEYS if k in config)
+                    if k != "batch" else f"b{config[k]}"
+                    for k in CORE_KEYS if config.get(k) is not None)
     rest = ", ".join(f"{k}={v}" for k, v in sorted(config.items())
                      if k not in CORE_KEYS and (options is None or k in options))
     return f"{head} ({rest})" if rest else head
