@@ -1,11 +1,14 @@
 """Which backend wins? ORT default, each backend's best and Podium's best, side by side.
 
-For each built-in workload and three user models built here (ONNX written with
+For each built-in workload and four user models built here (ONNX written with
 ``onnx.helper``, loaded through ``workloads.from_files`` as a user's ``--model/--data``
 would be; no labels, so quality is agreement with the fp32 reference):
 
 - ``user-convnet``: a conv classifier, four 3×3 convolutions on 3×32×32 renders of class
   templates with a ridge-fitted head (``bench/quantization.py``'s convnet, no outliers);
+- ``user-classifier``: a 3.3 MB sensor classifier of the kind issue 24 was filed on, six
+  strided 1-D convolutions and dense layers on x[N, 24, 2048], plus a device id (int64)
+  through OneHot → Cast into the hidden layer (``bench/generated.py``'s sensor_classifier);
 - ``user-encoder``: a transformer encoder, token ids → one pre-LN self-attention block
   (width 128, 64 tokens) → 8 tags per token (``bench/generated.py``'s gen-attention);
 - ``user-sequence``: a sequence tagger, frames x[N, 48, 24] → two 1-D convolutions over
@@ -34,8 +37,8 @@ first.
 Everything lives under a private PODIUM_HOME (``--home``, default
 ``bench/results/backends-home``), seeded with the built-in workloads of the user's home.
 
-    python bench/backends.py [--workloads digits convnet encoder user-convnet user-encoder
-                              user-sequence] [--backends ort tvm openvino] [--trials 8]
+    python bench/backends.py [--workloads digits convnet encoder user-convnet user-classifier
+                              user-encoder user-sequence] [--backends ort tvm openvino] [--trials 8]
                              [--rounds 3] [--tvm-tuning-trials 64]
     python bench/backends.py --smoke      # digits + user-sequence, 2 trials, 1 round, TVM
                                           # untuned, latency phase capped at 2 s
@@ -79,6 +82,13 @@ def _user_convnet(folder: Path):
                                 name="user-convnet")
 
 
+def _user_classifier(folder: Path):
+    import workloads
+    from bench.generated import sensor_classifier
+
+    return workloads.from_files(*sensor_classifier(folder), name="user-classifier")
+
+
 def _generated(name: str) -> Callable[[Path], Any]:
     def build(folder: Path):
         from bench import generated
@@ -92,6 +102,9 @@ def _generated(name: str) -> Callable[[Path], Any]:
 USER_MODELS: dict[str, tuple[str, Callable[[Path], Any]]] = {
     "user-convnet": ("conv classifier: 4 convs on 3×32×32 templates, ridge-fitted head",
                      _user_convnet),
+    "user-classifier": ("sensor classifier, 3.3 MB: x[N, 24, 2048] → 6 strided conv1d → "
+                        "dense, + device id → OneHot → Cast → dense → 6 classes",
+                        _user_classifier),
     "user-encoder": ("transformer encoder: token ids → 1 attention block (width 128, "
                      "64 tokens) → 8 tags per token [N, 64, 8] (gen-attention)",
                      _generated("gen-attention")),

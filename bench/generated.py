@@ -400,3 +400,88 @@ def build(name: str, folder: Path) -> Workload:
     os.replace(part, folder / "model.onnx")
     os.replace(folder / f"data.{os.getpid()}.npz", folder / "data.npz")
     return workloads.from_files(folder / "model.onnx", folder / "data.npz", name=name)
+
+
+SENSOR_CHANNELS, SENSOR_STEPS, SENSOR_DEVICES, SENSOR_CLASSES = 24, 2048, 8, 6
+# (width, kernel) of each 1-D convolution, all stride 2
+SENSOR_CONVS = ((64, 7), (128, 7), (192, 5), (192, 3), (128, 3), (128, 3))
+SENSOR_HIDDEN = 96
+
+
+def sensor_classifier(folder: Path, *, rows: int = 400) -> tuple[Path, Path]:
+    """A ~3 MB classifier of the kind issue 24 was filed on, written as an exporter would:
+    signal x[N, 24, 2048] → six 1-D convolutions (stride 2, ReLU) → flatten → dense 4096 →
+    96, plus the recording device's id[N] (int64) → OneHot → Cast → dense 8 → 96 → ReLU →
+    dense 96 → 6 classes (about 100M multiply-adds per row).
+
+    Each class is a set of frequencies; each device scales and offsets the signal, so the
+    one-hot path carries information. The convolutions and the first dense layer are
+    seeded (He); the head is fitted by ridge regression on the fp32 features of 1,000
+    fresh recordings, so agreement with fp32 reflects real margins. The data holds inputs
+    only (quality is top-1 agreement with the fp32 model), ``rows`` of them.
+    """
+    import onnxruntime as ort
+
+    rng = np.random.default_rng(24)
+    g = _Graph(seed=24)
+    freqs = rng.uniform(2.0, 40.0, size=(SENSOR_CLASSES, 3))
+    phases = rng.uniform(0, 2 * np.pi, size=(SENSOR_CLASSES, SENSOR_CHANNELS))
+    gains = rng.uniform(0.5, 2.0, SENSOR_DEVICES)
+    offsets = rng.normal(0.0, 1.0, SENSOR_DEVICES)
+
+    def recordings(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        label, device = rng.integers(0, SENSOR_CLASSES, n), rng.integers(0, SENSOR_DEVICES, n)
+        t = np.arange(SENSOR_STEPS) / SENSOR_STEPS
+        waves = sum(np.sin(2 * np.pi * freqs[label, k, None, None] * t
+                           + phases[label][:, :, None]) for k in range(3))
+        signal = gains[device, None, None] * waves + offsets[device, None, None]
+        signal = signal + 1.0 * rng.normal(size=signal.shape)
+        return signal.astype(np.float32), device.astype(np.int64), label
+
+    h, channels = "x", SENSOR_CHANNELS
+    for width, kernel in SENSOR_CONVS:
+        h = g.op("Relu", [g.op("Conv", [h, g.weight((width, channels, kernel), channels * kernel),
+                                        g.const(np.zeros(width, np.float32))],
+                               pads=[kernel // 2] * 2, strides=[2])])
+        channels = width
+    flat = g.op("Flatten", [h])
+    g.nodes += [helper.make_node("OneHot", ["device", g.const(np.array(SENSOR_DEVICES, np.int64)),
+                                            g.const(np.array([0, 1], np.int64))], ["hot"],
+                                 name="one_hot_/OneHot"),
+                helper.make_node("Cast", ["hot"], ["hot_f"], name="one_hot_/Cast_1",
+                                 to=TensorProto.FLOAT)]
+    flat_width = channels * SENSOR_STEPS // 2 ** len(SENSOR_CONVS)
+    signal = g.op("MatMul", [flat, g.weight((flat_width, SENSOR_HIDDEN), flat_width)])
+    device = g.op("MatMul", ["hot_f", g.weight((SENSOR_DEVICES, SENSOR_HIDDEN), 1)])
+    hidden = g.op("Relu", [g.op("Add", [signal, device])])
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                            ["N", SENSOR_CHANNELS, SENSOR_STEPS]),
+              helper.make_tensor_value_info("device", TensorProto.INT64, ["N"])]
+
+    def save(out: str, width: int, path: Path) -> None:
+        graph = helper.make_graph(
+            [*g.nodes, helper.make_node("Identity", [out], ["logits"])], "sensor-classifier",
+            inputs, [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", width])],
+            g.weights)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+        model.ir_version = 9
+        onnx.checker.check_model(model, full_check=True)
+        onnx.save(model, path)
+
+    body = folder / "sensor-features.onnx"
+    save(hidden, SENSOR_HIDDEN, body)
+    x, ids, label = recordings(1000)
+    features = ort.InferenceSession(str(body), providers=["CPUExecutionProvider"]).run(
+        None, {"x": x, "device": ids})[0].astype(np.float64)
+    features = np.hstack([features, np.ones((len(features), 1))])
+    targets = np.eye(SENSOR_CLASSES)[label] * 4
+    head = np.linalg.solve(features.T @ features + 10.0 * np.eye(features.shape[1]),
+                           features.T @ targets)
+    logits = g.op("Add", [g.op("MatMul", [hidden, g.const(head[:-1].astype(np.float32))]),
+                          g.const(head[-1].astype(np.float32))])
+    body.unlink()
+    model, data = folder / "model.onnx", folder / "data.npz"
+    save(logits, SENSOR_CLASSES, model)
+    x, ids, _ = recordings(rows)
+    np.savez(data, x=x, device=ids)
+    return model, data
