@@ -139,7 +139,9 @@ def test_a_thread_twin_of_a_quality_failure_is_never_measured(digits, sampler):
     space = {"backend": "ort", "batch": 1, "threads": [1, 2], "variant": ["linear", "mlp-64"],
              "precision": ["fp32", "fp16", "int8-dynamic"], "per_channel": False,
              "int8_keep_fp32": 0, "int8_op_types": "all", "ort_graph_optimization": "all"}
-    configs, table = _space_table(digits, space, linear={"metrics": {"quality_ratio": 0.9}})
+    # 0.985: a narrow miss, so each artifact decides for itself (a wide one decides for
+    # the whole variant, see the next test).
+    configs, table = _space_table(digits, space, linear={"metrics": {"quality_ratio": 0.985}})
     executor = TableExecutor(table, profiles={"local": 2})
     result = optimize(digits, ["latency_p90_ms"], ["quality_ratio >= 0.99"], trials=1000,
                       space=space, sampler=sampler, seed=1, storage=MEMORY, study="r",
@@ -154,6 +156,29 @@ def test_a_thread_twin_of_a_quality_failure_is_never_measured(digits, sampler):
     assert len(executor.order) == len(set(executor.order))
     assert result.best is not None and result.best.config["variant"] == "mlp-64"
     assert len(result.results) == len(measured)  # an inferred answer is no result of its own
+
+
+@pytest.mark.parametrize("sampler", ["auto", "grid"])
+def test_a_variant_whose_fp32_misses_quality_widely_is_settled_at_every_precision(digits,
+                                                                                 sampler):
+    """The linear variant's fp32 is at 0.9 of the reference under a 0.99 floor: once it is
+    measured, no other configuration of that variant is (lower precisions do not climb
+    that far above their fp32); the search still ends and finds the best elsewhere."""
+    space = {"backend": "ort", "batch": 1, "threads": [1, 2], "variant": ["linear", "mlp-64"],
+             "precision": ["fp32", "fp16", "int8-dynamic"], "per_channel": False,
+             "int8_keep_fp32": 0, "int8_op_types": "all", "ort_graph_optimization": "all"}
+    configs, table = _space_table(digits, space, linear={"metrics": {"quality_ratio": 0.9}})
+    executor = TableExecutor(table, profiles={"local": 1})  # one at a time: a strict order
+    result = optimize(digits, ["latency_p90_ms"], ["quality_ratio >= 0.99"], trials=1000,
+                      space=space, sampler=sampler, seed=1, storage=MEMORY, study="r",
+                      executor=executor)
+    linear = [table[d].config for d in executor.order[1:]
+              if table[d].config["variant"] == "linear"]
+    fp32 = [i for i, c in enumerate(linear) if c["precision"] == "fp32"]
+    assert fp32 and linear[fp32[0] + 1:] == [], linear
+    assert result.best is not None and result.best.config["variant"] == "mlp-64"
+    measured_mlp = {d for d in executor.order[1:] if table[d].config["variant"] == "mlp-64"}
+    assert len(measured_mlp) == len(configs) // 2  # the rest of the space, all of it
 
 
 @pytest.mark.parametrize("sampler", ["auto", "random"])

@@ -56,6 +56,12 @@ def test_search_finds_a_feasible_best_and_records_everything(tmp_path, digits):
     assert all(t["workload"]["sha256"] == digits.sha256 for t in record["trials"])
     digests = [t["config_digest"] for t in record["trials"]]
     assert len(digests) == len(set(digests)), "a configuration was measured twice"
+    # Every trial but the baseline measures within a budget: a minute, or twice the
+    # baseline's measurement where that is longer.
+    assert result.baseline.measurement["protocol"]["max_measure_s"] is None
+    budget = max(60.0, 2 * result.baseline.timings["measure_wall_s"])
+    assert all(r.measurement["protocol"]["max_measure_s"] == pytest.approx(budget)
+               for r in result.results if r.measurement)
 
 
 def test_resume_keeps_finished_trials_and_measures_only_new_ones(tmp_path):
@@ -179,6 +185,39 @@ def test_a_multi_objective_front_prunes_a_candidate_it_dominates_with_margin(dig
     assert pruned.measurement["pruned"]["abort_p50_ms"] == pytest.approx(3e-6)
     worse_front = replace(gated, abort_front=({"latency_p90_ms": 1e-6, "quality_ratio": 0.5},))
     assert run_trial(digits, config, protocol=worse_front).state is TrialState.COMPLETE
+
+
+def test_a_measurement_that_cannot_fit_its_budget_is_pruned_before_scoring(digits):
+    """A candidate whose protocol minimums at its own call time do not fit the measurement
+    budget is neither scored nor timed (``pruned``, never a result); one that fits is
+    measured in full, its latency timing ended where the budget runs out."""
+    from dataclasses import replace
+
+    from tuner.search.breakdown import outcome
+    from tuner.trial.config import Configuration
+    from tuner.trial.measure import least_seconds, within
+    from tuner.trial.results import TrialState
+    from tuner.trial.run import run_trial
+
+    config = Configuration.parse({"variant": "linear"})
+    stopped = run_trial(digits, config, protocol=replace(FAST_PROTOCOL, max_measure_s=1e-3))
+    assert stopped.state is TrialState.PRUNED and "measurement budget" in stopped.error
+    cap = stopped.measurement["capped"]
+    assert cap["scoring_calls"] == digits.n_eval and cap["least_s"] > 1e-3
+    assert stopped.metrics.quality is None and stopped.metrics.latency_p90_ms is None
+    assert outcome(stopped, [])[1].startswith("too slow for the measurement budget")
+    measured = run_trial(digits, config, protocol=replace(FAST_PROTOCOL, max_measure_s=60.0))
+    assert measured.state is TrialState.COMPLETE and "capped" not in measured.measurement
+    # 100 ms a call: 50 scoring calls, the 20-call warm-up, 64 timed calls and 10 blocks.
+    protocol = replace(FAST_PROTOCOL, max_measure_s=30.0, warmup_calls=20, p90_calls=64,
+                       blocks=10, latency_s=1.0, warmup_s=0.5, throughput_s=1.0,
+                       max_latency_s=60.0)
+    assert least_seconds(0.1, 50, protocol) == pytest.approx(5 + 2 + 6.4 + 1)
+    # 12 s spent: 30 − 12 − 2 (warm-up) − 1 (throughput) = 15 s left for latency timing.
+    assert within(protocol, 12.0, 0.1).max_latency_s == pytest.approx(15.0)
+    assert within(protocol, 29.0, 0.1).max_latency_s == protocol.latency_s  # never under it
+    assert within(replace(protocol, max_measure_s=None), 29.0, 0.1) == replace(
+        protocol, max_measure_s=None)
 
 
 def test_the_best_is_confirmed_side_by_side_in_fresh_processes(tmp_path):

@@ -167,6 +167,10 @@ def optimize_command(
                                        help="latency search: stop timing a candidate whose "
                                             "probe p50 exceeds this × the incumbent's p90 "
                                             "(0: time every candidate in full)"),
+    measure_cap: float = typer.Option(60.0, "--measure-cap", min=0.0,
+                                      help="a trial's measurement budget, s (quality and "
+                                           "timing; at least 2× the baseline's measurement; "
+                                           "0: none)"),
 ) -> None:
     """Search configurations under constraints; print the best and the Pareto front."""
     from tuner.errors import ConfigError
@@ -198,7 +202,8 @@ def optimize_command(
                           timeout_s=timeout, space=restriction, sampler=sampler, seed=seed,
                           study=study, storage=storage, ray_address=ray_address,
                           trial_timeout_s=trial_timeout, progress=view,
-                          warm_start=warm_start, prune_factor=prune_factor or None)
+                          warm_start=warm_start, prune_factor=prune_factor or None,
+                          measure_cap_s=measure_cap or None)
     if json_out is not None:
         result.to_json(json_out)
     _report(result)

@@ -4,7 +4,8 @@ A user who waited ten minutes for a search wants to see at a glance that, say, s
 failed the same fp16 conversion and three untuned TVM builds took two thirds of the time.
 So every trial falls in one group: ``feasible``, ``unstable`` (measured, judged unusable),
 ``infeasible`` (by the constraints it missed, not their measured values; ``not timed``
-where the quality gate stopped it), ``pruned`` (the timing probe was far behind), or ``failed``
+where the quality gate stopped it), ``pruned`` (the timing probe was far behind, or the
+measurement would not fit its time budget), or ``failed``
 (by its stage and its error with numbers, paths and quoted names masked, so the same
 failure on two models or shapes is one group). Time is the trial's wall time, start to
 finish, build and measurement included.
@@ -28,6 +29,8 @@ _MASKS = ((re.compile(r"'[^']*'|\"[^\"]*\"|\([^()]*\)"), "…"),  # quoted names
 def outcome(result: TrialResult, constraints: Iterable[Constraint]) -> tuple[str, str]:
     """``result``'s group: (outcome, reason)."""
     if result.state is TrialState.PRUNED:
+        if "capped" in result.measurement:
+            return "pruned", "too slow for the measurement budget: not measured"
         return "pruned", "probe far behind the incumbent (or the front): timing stopped"
     if result.state is TrialState.INFEASIBLE:
         missed = [str(c) for c in constraints if result.metric(c.metric) is not None

@@ -3,16 +3,18 @@
 :class:`SearchLoop` drives one study: it measures the baseline first, enqueues re-runs of
 interrupted trials and the strong defaults, takes the warm start's transfer plan one pick
 at a time (:func:`tuner.knowledge.transfer.next_transfer`), and answers a suggestion it
-already knows — a finished configuration, one in flight, or one using an artifact that
-failed to build or missed the quality constraint here — without measuring it again.
+already knows — a finished configuration, one in flight, one using an artifact that
+failed to build or missed the quality constraint here, or one of a variant whose fp32 missed
+it by a wide margin — without measuring it again.
 
-Every trial it submits carries two gates (:class:`tuner.trial.measure.Protocol`): the
+Every trial it submits carries three gates (:class:`tuner.trial.measure.Protocol`): the
 quality floor of the constraints (an artifact under it is never timed) and, on a latency
 search, an abort line (a probe p50 above it stops the timing: ``pruned``, never a measured
 result): ``prune_factor`` × the incumbent's p90 with one objective; with more, where the
 others are known before timing (quality, size), ``prune_factor`` × the p90 of the front's
-fastest point that is at least as good on them. It also lets a trial read back the quality
-its artifact already scored (``reuse_quality``).
+fastest point that is at least as good on them; and a measurement budget
+(``MEASURE_CAP_S``, or twice the baseline's measurement). It also lets a trial read back the
+quality its artifact already scored (``reuse_quality``).
 """
 
 from __future__ import annotations
@@ -49,6 +51,16 @@ Progress = Callable[[dict[str, Any]], None]
 EXPLORE_TRIES = 64
 # A latency candidate whose probe p50 is this many times the incumbent's p90 is pruned.
 PRUNE_FACTOR = 3.0
+# A trial's measurement budget, s (Protocol.max_measure_s) — or this many times the
+# baseline's measurement where that is longer: a model whose ORT default takes minutes to
+# score and time gets as long for each of its candidates.
+MEASURE_CAP_S = 60.0
+BASELINE_MEASURES = 2.0
+# A variant whose fp32 misses a quality constraint by more than this (relative to the bound)
+# is dead at every precision and backend: lower precisions approximate its fp32 and do not
+# land that far above it (convnet-s: fp32 0.965 of the reference, its int8 0.961–0.970,
+# fp16 0.965, under a 0.99 floor — four trials a search used to spend finding that out).
+VARIANT_MARGIN = 0.01
 
 
 class SearchLoop:
@@ -57,37 +69,48 @@ class SearchLoop:
     def __init__(self, workload: Workload, study: Any, suggester: Suggester,
                  executor: Executor, objectives: list[str], constraints: list[Constraint],
                  *, seed: int, progress: Progress | None,
-                 prune_factor: float | None = PRUNE_FACTOR, staged: bool = True) -> None:
+                 prune_factor: float | None = PRUNE_FACTOR, staged: bool = True,
+                 measure_cap_s: float | None = MEASURE_CAP_S) -> None:
         self.workload, self.study, self.suggester = workload, study, suggester
         self.executor, self.objectives, self.constraints = executor, objectives, constraints
         self.seed, self.progress, self.prune_factor = seed, progress, prune_factor
         self.staged = staged  # False: no gates, no dead artifacts (bench/budget.py's "before")
+        self.measure_cap_s = measure_cap_s or None  # the baseline may raise it (baseline())
         self.cache: dict[str, TrialResult] = {}
         self.dead: dict[str, TrialResult] = {}  # artifact digest → why it cannot win (_remember)
+        self.dead_variants: dict[str, TrialResult] = {}  # variant → its fp32 under the floor
         for result in measured_digests(study).values():
             self._remember(result)
         self.waiting: dict[str, list[Any]] = {}
         self.failures = 0
         self.space_exhausted = False
         self.plan = [Transfer.from_dict(t) for t in study.user_attrs.get(PLAN_ATTR, [])]
-        # digest → artifact of every grid point, once: exhaustion counts dead artifacts' twins
-        self.grid_artifacts = {c.digest(): artifact_digest(c) for c in suggester.grid or []}
+        # digest → (artifact, variant) of every grid point, once: exhaustion counts the twins
+        # of dead artifacts and variants
+        self.grid_artifacts = {c.digest(): (artifact_digest(c), c.variant)
+                               for c in suggester.grid or []}
 
     def baseline(self, config: Configuration) -> TrialResult:
-        """The ORT default fp32 reference, measured first (once per study)."""
+        """The ORT default fp32 reference, measured first (once per study) with no
+        measurement budget; a long one raises the budget of the trials after it."""
         stored = self.study.user_attrs.get("baseline")
         if stored:
-            return TrialResult.model_validate_json(stored)
-        self.executor.submit("baseline", self.workload, config, seed=self.seed)
-        self._emit("running", config=config)
-        while True:
-            for running, outcome in self.executor.wait(1.0):
-                result = self._as_result(running.config, outcome)
-                self.study.set_user_attr("baseline", result.model_dump_json())
-                if result.config_digest not in self.cache:
-                    self._remember(result)
-                self._emit("baseline", result=result)
-                return result
+            result = TrialResult.model_validate_json(stored)
+        else:
+            self.executor.submit("baseline", self.workload, config, seed=self.seed)
+            self._emit("running", config=config)
+            result = None
+            while result is None:
+                for running, outcome in self.executor.wait(1.0):
+                    result = self._as_result(running.config, outcome)
+                    self.study.set_user_attr("baseline", result.model_dump_json())
+                    if result.config_digest not in self.cache:
+                        self._remember(result)
+                    self._emit("baseline", result=result)
+        if self.measure_cap_s is not None:
+            took = result.timings.get("measure_wall_s", 0.0)
+            self.measure_cap_s = max(self.measure_cap_s, BASELINE_MEASURES * took)
+        return result
 
     def enqueue_defaults(self, baseline: Configuration, *, strong: bool) -> None:
         """Enqueue re-runs of interrupted trials, then (if ``strong``) strong defaults —
@@ -135,8 +158,8 @@ class SearchLoop:
                 if self.suggester.grid is None:
                     return self.space_exhausted
                 taken = self._taken()
-                return all(d in taken or a in self.dead
-                           for d, a in self.grid_artifacts.items())
+                return all(d in taken or a in self.dead or v in self.dead_variants
+                           for d, (a, v) in self.grid_artifacts.items())
 
             if in_flight == 0 and (finished >= budget or out_of_time or exhausted()):
                 return
@@ -189,6 +212,8 @@ class SearchLoop:
         if not self.staged:
             return gates
         gates["reuse_quality"] = True  # an artifact's twins read its quality back
+        if self.measure_cap_s is not None:
+            gates["max_measure_s"] = self.measure_cap_s
         floor = quality_floor(self.constraints)
         if floor is not None:
             gates["quality_floor"] = floor
@@ -222,14 +247,20 @@ class SearchLoop:
                 or result.state is TrialState.INFEASIBLE
                 or quality_shortfall(self.constraints, result) > 0)
         if dead and self.staged:
-            self.dead.setdefault(artifact_digest(Configuration.parse(result.config)), result)
+            config = Configuration.parse(result.config)
+            self.dead.setdefault(artifact_digest(config), result)
+            if (config.precision == "fp32"
+                    and quality_shortfall(self.constraints, result) > VARIANT_MARGIN):
+                self.dead_variants.setdefault(config.variant, result)
 
     def _taken(self) -> set[str]:
         """Digests of the configurations measured here or in flight."""
         return set(self.cache) | {r.config.digest() for r in self.executor.running.values()}
 
     def _failed_twin(self, config: Configuration) -> TrialResult | None:
-        return self.dead.get(artifact_digest(config))
+        """The record that settles ``config`` unmeasured: its artifact's, or its variant's
+        fp32 far under a quality constraint (:data:`VARIANT_MARGIN`)."""
+        return self.dead.get(artifact_digest(config)) or self.dead_variants.get(config.variant)
 
     def _plan_next(self) -> None:
         """When nothing else waits, enqueue the transfer that is best given what this search
@@ -266,7 +297,7 @@ class SearchLoop:
         rng = random.Random(f"{self.seed}-{len(taken)}")
 
         def settled(config: Configuration) -> bool:
-            return config.digest() in taken or artifact_digest(config) in self.dead
+            return config.digest() in taken or self._failed_twin(config) is not None
 
         incumbent = best_of(feasible(list(self.cache.values()), self.constraints),
                           self.objectives[0])

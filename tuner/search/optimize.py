@@ -21,7 +21,7 @@ from tuner.hardware import load_profile
 from tuner.knowledge.store import KnowledgeStore
 from tuner.search.confirm import CONFIRM_ROUNDS, confirm, default_top
 from tuner.search.executor import Executor, RayExecutor
-from tuner.search.loop import PRUNE_FACTOR, Progress, SearchLoop
+from tuner.search.loop import MEASURE_CAP_S, PRUNE_FACTOR, Progress, SearchLoop
 from tuner.search.result import CONFIRMATION_KEY, OptimizationResult, rank_key, summarise
 from tuner.search.space import Space, default_space, quality_floor
 from tuner.search.study import (
@@ -54,6 +54,7 @@ def optimize(workload: str | Workload = "digits", objectives: Sequence[str] = ("
              executor: Executor | None = None, defaults: bool = True,
              warm_start: bool = True, knowledge: KnowledgeStore | None = None,
              prune_factor: float | None = PRUNE_FACTOR, staged: bool = True,
+             measure_cap_s: float | None = MEASURE_CAP_S,
              confirm_top: int | None = None,
              confirm_rounds: int = CONFIRM_ROUNDS) -> OptimizationResult:
     """Search ``workload``'s configurations for the best under ``constraints``.
@@ -83,6 +84,11 @@ def optimize(workload: str | Workload = "digits", objectives: Sequence[str] = ("
             probe p50 is above this many times the incumbent's p90 (``pruned``); None or 0
             times every candidate in full. An artifact under a ``quality_ratio`` floor is
             never timed, whatever this is.
+        measure_cap_s: a trial's measurement budget in seconds, from loading its artifact
+            to its last timed call (``Protocol.max_measure_s``); twice the baseline's
+            measurement where that is longer; None for none. A candidate that cannot meet
+            the protocol's minimums within it is ``pruned`` before it is scored; p99 goes
+            unreported where its 662 calls do not fit. The baseline is never capped.
         staged: False turns off the quality gate, pruning and the answers from dead
             artifacts (every suggestion is built and timed in full): only for comparing
             against how searches ran before them (``bench/budget.py``).
@@ -137,6 +143,7 @@ def optimize(workload: str | Workload = "digits", objectives: Sequence[str] = ("
             optuna_study.set_user_attr(KNOWLEDGE_USED_ATTR, sum(counts.values()))
         loop = SearchLoop(chosen, optuna_study, suggester, executor, objectives, parsed,
                           seed=seed, progress=progress, prune_factor=prune_factor,
+                          measure_cap_s=measure_cap_s,
                           staged=staged)
         baseline_config = Configuration(variant=chosen.reference, threads=cores,
                                         hardware=profiles[0].name)

@@ -31,7 +31,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -76,6 +76,12 @@ class Protocol:
     # ``abort_factor`` × that point's p90 (see :func:`front_abort_line`).
     abort_front: tuple[dict[str, float], ...] | None = None
     abort_factor: float | None = None
+    # Wall budget of one measurement, from loading the artifact on (None: uncapped). A
+    # candidate whose least protocol time (:func:`least_seconds`) at its own call time does
+    # not fit is stopped before quality (``capped``); the latency timing ends at the budget,
+    # so p99 goes unreported where its 662 calls do not fit. A search sets it (issue 24: no
+    # trial measures for more than a minute unless the user's budget asks for it).
+    max_measure_s: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -211,6 +217,43 @@ def probe(run: Run, feed: dict[str, np.ndarray], protocol: Protocol) -> dict[str
         return None
     return {"probe_calls": len(samples), "probe_p50_ms": p50,
             "abort_p50_ms": protocol.abort_p50_ms}
+
+
+def least_seconds(call_s: float, scoring_calls: int, protocol: Protocol) -> float:
+    """The least time the protocol takes at ``call_s`` a call: ``scoring_calls`` calls to
+    score quality, the warm-up, the p90 minimum of timed calls and the throughput blocks
+    (each its call minimum or its time minimum, whichever is longer)."""
+    return (scoring_calls * call_s
+            + max(protocol.warmup_calls * call_s, protocol.warmup_s)
+            + max(protocol.p90_calls * call_s, protocol.latency_s)
+            + max(protocol.blocks * call_s, protocol.throughput_s))
+
+
+def capped(call_s: float, scoring_calls: int, protocol: Protocol,
+           spent_s: float) -> dict[str, Any] | None:
+    """The cap gate: the figures that stop a measurement whose least time
+    (:func:`least_seconds`) does not fit what ``max_measure_s`` leaves after ``spent_s``;
+    None when it fits or there is no cap."""
+    if protocol.max_measure_s is None:
+        return None
+    need = least_seconds(call_s, scoring_calls, protocol)
+    if spent_s + need <= protocol.max_measure_s:
+        return None
+    return {"call_ms": call_s * 1e3, "scoring_calls": scoring_calls, "least_s": need,
+            "spent_s": spent_s, "max_measure_s": protocol.max_measure_s}
+
+
+def within(protocol: Protocol, spent_s: float, call_s: float) -> Protocol:
+    """``protocol`` with its latency timing ended where the measurement budget runs out
+    after ``spent_s``, keeping time for the warm-up before it and the throughput blocks
+    after it (never under the p90 time minimum, which :func:`capped` made sure fits)."""
+    if protocol.max_measure_s is None:
+        return protocol
+    left = (protocol.max_measure_s - spent_s
+            - max(protocol.warmup_calls * call_s, protocol.warmup_s)
+            - max(protocol.blocks * call_s, protocol.throughput_s))
+    return replace(protocol, max_latency_s=min(protocol.max_latency_s,
+                                               max(protocol.latency_s, left)))
 
 
 def front_abort_line(protocol: Protocol, known: dict[str, float | None]) -> float | None:

@@ -133,7 +133,7 @@ def run_trial(workload: Workload, config: Configuration, *, protocol: Protocol |
     measurement = {k: v for k, v in stats.items() if k not in Metrics.model_fields}
     measurement["protocol"] = protocol.as_dict()
     tune_s = float(artifact.details.get("tune_s", 0.0))
-    if stats.get("timed") is False or "pruned" in stats:
+    if stats.get("timed") is False or "pruned" in stats or "capped" in stats:
         state, error, stage = _stopped(stats, workload, protocol)
         metrics = Metrics(quality=stats.get("quality"), quality_ratio=_ratio(stats, workload),
                           model_size_bytes=artifact.model_size_bytes, build_s=artifact.build_s,
@@ -161,6 +161,14 @@ def _stopped(stats: dict[str, Any], workload: Workload,
         return (TrialState.INFEASIBLE,
                 f"quality_ratio {_ratio(stats, workload):.4g} is under the search's quality "
                 f"floor {protocol.quality_floor:g}: not timed", "quality")
+    if "capped" in stats:
+        cap = stats["capped"]
+        scoring = (f"scoring quality over {cap['scoring_calls']} calls and "
+                   if cap["scoring_calls"] else "")
+        return (TrialState.PRUNED,
+                f"pruned: at {cap['call_ms']:.4g} ms a call, {scoring}the protocol's minimum "
+                f"timing need {cap['least_s']:.0f} s, past what is left of the "
+                f"{cap['max_measure_s']:g} s measurement budget: not measured", "measure")
     pruned = stats["pruned"]
     whose = ("a front point as good on the other objectives" if protocol.abort_front
              else "the incumbent")

@@ -64,10 +64,12 @@ def measure_task(spec: dict[str, Any]) -> dict[str, Any]:
     from tuner.trial.config import Configuration
     from tuner.trial.measure import (
         Protocol,
+        capped,
         check_finite,
         front_abort_line,
         measure_session,
         screen,
+        within,
     )
     from workloads.quality import quality_of
     from workloads.reference import run_in_batches
@@ -88,10 +90,15 @@ def measure_task(spec: dict[str, Any]) -> dict[str, Any]:
     load_s = time.perf_counter() - start
     example = workload.example_feed(config.batch)
     sample = output_sample(session.run(example))
+    call_s = _call_seconds(session.run, example)
     artifact_dir = artifact.path if artifact is not None else None
     stats = (quality_cache.read(artifact_dir, workload.sha256)
              if protocol.reuse_quality and artifact_dir is not None else None)
     screened = None
+    stop = capped(call_s, 0 if stats is not None else -(-workload.n_eval // config.batch),
+                  protocol, time.perf_counter() - start)
+    if stop is not None:  # too slow for the measurement budget: neither scored nor timed
+        stats = (stats or {"quality": None}) | {"capped": stop}
     if stats is None and protocol.abort_p50_ms is not None:
         # The abort line is known before quality: a candidate far behind the incumbent is
         # pruned by its probe before the evaluation set is run through it (scoring a slow
@@ -113,7 +120,7 @@ def measure_task(spec: dict[str, Any]) -> dict[str, Any]:
                    and ratio < protocol.quality_floor)
     if below_floor:
         stats["timed"] = False  # quality decides the trial: timing it would tell nothing
-    elif "pruned" not in stats:
+    elif "pruned" not in stats and "capped" not in stats:
         line = front_abort_line(protocol, {
             "quality": stats["quality"], "quality_ratio": ratio,
             "model_size_bytes": artifact.model_size_bytes if artifact is not None else None})
@@ -121,6 +128,7 @@ def measure_task(spec: dict[str, Any]) -> dict[str, Any]:
             protocol = replace(protocol, abort_p50_ms=line)
         elif screened is not None:  # this line's probe passed already
             protocol = replace(protocol, abort_p50_ms=None)
+        protocol = within(protocol, time.perf_counter() - start, call_s)
         stats |= measure_session(session.run, example, config.batch, protocol)
     stats["load_s"] = load_s
     stats["output_sample"] = sample
@@ -130,6 +138,14 @@ def measure_task(spec: dict[str, Any]) -> dict[str, Any]:
         stats["session"] = session.details
     session.close()
     return stats
+
+
+def _call_seconds(run: Any, feed: Any) -> float:
+    """One call's wall time: what the measurement budget is planned with (a second call,
+    so the first call's one-off set-up does not count)."""
+    begin = time.perf_counter()
+    run(feed)
+    return time.perf_counter() - begin
 
 
 TASKS = {"build": build_task, "measure": measure_task}
