@@ -217,3 +217,24 @@ def test_a_failed_build_answers_every_runtime_variant_of_its_artifact(digits, sa
     if sampler == "auto":  # TPE proposes twins of the failures (seeded); random need not
         assert inferred
     assert len(result.results) == len(executor.order) - 1  # answers are no results of their own
+
+
+def test_a_confirmation_round_that_did_not_count_is_left_out_of_the_median(digits):
+    """A round a candidate was unstable (or failed) in is left out of its median; most rounds
+    must count for it to be confirmed."""
+    from tuner.search.confirm import _ratio, _row
+
+    template = next(iter(_table(digits).values()))
+
+    def run(p90: float, stability: Stability = Stability.STABLE) -> TrialResult:
+        return template.model_copy(update={"metrics": template.metrics.model_copy(
+            update={"latency_p90_ms": p90, "stability": stability})})
+
+    noisy = run(9.0, Stability.UNSTABLE)
+    one_off = _row(template, [run(2.0), noisy, run(4.0)], "latency_p90_ms")
+    assert one_off["confirmed"] and one_off["median"] == 3.0
+    assert one_off["values"] == [2.0, None, 4.0] and one_off["unusable"] == ["unstable"]
+    two_off = _row(template, [run(2.0), noisy, None], "latency_p90_ms")
+    assert not two_off["confirmed"] and two_off["median"] is None
+    assert two_off["unusable"] == ["unstable", "failed"]
+    assert _ratio([6.0, None, 8.0], [2.0, 4.0, 3.0]) == pytest.approx(7.0 / 3.0)
