@@ -38,7 +38,10 @@ SPACE = {"backend": "ort", "batch": 1, "threads": 1, "ort_graph_optimization": "
          "per_channel": False}
 OBJECTIVES = ["latency_p90_ms", "quality_ratio"]
 CONSTRAINTS = ["quality_ratio >= 0.9"]
-LOOSE = ["--latency-tolerance", "1.0"]
+# Digits' claims are µs-scale (0.01 ms p90), where this VM's speed drifting up to 2× within
+# minutes decides a re-run (claimed 0.0108 ms, re-measured 0.0228 ms in one CI run): ±200 %
+# lets an honest claim through and still catches the 10× tampered one.
+LOOSE = ["--latency-tolerance", "2.0"]
 TAMPER = 10.0
 
 
