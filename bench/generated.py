@@ -86,11 +86,13 @@ class _Graph:
         return self.op("Add", [h, self.dense(ffn, 4 * width, width, relu=False)])
 
     def save(self, path: Path, x_shape: list, out: str, out_shape: list,
-             dtype: int = TensorProto.FLOAT) -> None:
-        self.nodes.append(helper.make_node("Identity", [out], ["logits"]))
+             dtype: int = TensorProto.FLOAT,
+             extra_inputs: tuple[onnx.ValueInfoProto, ...] = ()) -> None:
+        """Write the graph with ``out`` as its output ``logits``; the graph itself is left as
+        it is, so a model cut at a hidden layer can be saved before the rest is added."""
         graph = helper.make_graph(
-            self.nodes, path.parent.name,
-            [helper.make_tensor_value_info("x", dtype, x_shape)],
+            [*self.nodes, helper.make_node("Identity", [out], ["logits"])], path.parent.name,
+            [helper.make_tensor_value_info("x", dtype, x_shape), *extra_inputs],
             [helper.make_tensor_value_info("logits", TensorProto.FLOAT, out_shape)],
             self.weights)
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
@@ -454,22 +456,10 @@ def sensor_classifier(folder: Path, *, rows: int = 400) -> tuple[Path, Path]:
     signal = g.op("MatMul", [flat, g.weight((flat_width, SENSOR_HIDDEN), flat_width)])
     device = g.op("MatMul", ["hot_f", g.weight((SENSOR_DEVICES, SENSOR_HIDDEN), 1)])
     hidden = g.op("Relu", [g.op("Add", [signal, device])])
-    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT,
-                                            ["N", SENSOR_CHANNELS, SENSOR_STEPS]),
-              helper.make_tensor_value_info("device", TensorProto.INT64, ["N"])]
-
-    def save(out: str, width: int, path: Path) -> None:
-        graph = helper.make_graph(
-            [*g.nodes, helper.make_node("Identity", [out], ["logits"])], "sensor-classifier",
-            inputs, [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", width])],
-            g.weights)
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
-        model.ir_version = 9
-        onnx.checker.check_model(model, full_check=True)
-        onnx.save(model, path)
-
+    x_shape = ["N", SENSOR_CHANNELS, SENSOR_STEPS]
+    device_input = (helper.make_tensor_value_info("device", TensorProto.INT64, ["N"]),)
     body = folder / "sensor-features.onnx"
-    save(hidden, SENSOR_HIDDEN, body)
+    g.save(body, x_shape, hidden, ["N", SENSOR_HIDDEN], extra_inputs=device_input)
     x, ids, label = recordings(1000)
     features = ort.InferenceSession(str(body), providers=["CPUExecutionProvider"]).run(
         None, {"x": x, "device": ids})[0].astype(np.float64)
@@ -481,7 +471,7 @@ def sensor_classifier(folder: Path, *, rows: int = 400) -> tuple[Path, Path]:
                           g.const(head[-1].astype(np.float32))])
     body.unlink()
     model, data = folder / "model.onnx", folder / "data.npz"
-    save(logits, SENSOR_CLASSES, model)
+    g.save(model, x_shape, logits, ["N", SENSOR_CLASSES], extra_inputs=device_input)
     x, ids, _ = recordings(rows)
     np.savez(data, x=x, device=ids)
     return model, data
