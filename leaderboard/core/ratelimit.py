@@ -11,6 +11,11 @@ Three limits, all set in :class:`~leaderboard.core.config.Settings`:
 A request over a limit is refused before it reads or writes the database: ``429
 rate_limited``, the error body every 4xx uses, and ``Retry-After`` in seconds.
 
+Each limit holds in *any* window of its length (a moving window: the storage keeps each
+counted request's time, at most the limit's amount of them per key). The cheaper sliding-window
+counter only estimates the previous window's share: just past a window boundary it let an 8th
+request through a 7/minute limit.
+
 Counts live in ``rate_limit_storage`` (a ``limits`` storage URI; default ``memory://``, so
 each server process counts alone). The in-memory storage answers in microseconds and is
 asked on the event loop; a network storage (``redis://…``) is asked from a worker thread.
@@ -26,7 +31,7 @@ import time
 from fastapi.concurrency import run_in_threadpool
 from limits import RateLimitItem, RateLimitItemPerSecond, parse_many
 from limits.storage import storage_from_string
-from limits.strategies import SlidingWindowCounterRateLimiter
+from limits.strategies import MovingWindowRateLimiter
 from starlette.requests import Request
 
 from leaderboard.core.errors import ApiError
@@ -48,7 +53,7 @@ class RateLimits:
 
     def __init__(self, *, storage_uri: str, per_minute: float, burst: int,
                  write_per_address: str, registration: str) -> None:
-        self.limiter = SlidingWindowCounterRateLimiter(storage_from_string(storage_uri))
+        self.limiter = MovingWindowRateLimiter(storage_from_string(storage_uri))
         self.local = storage_uri.startswith("memory://")
         self.per_key = [key_limit(per_minute=per_minute, burst=burst)]
         self.write_per_address = parse_many(write_per_address)
