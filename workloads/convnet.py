@@ -24,10 +24,6 @@ import onnx
 import onnxruntime as ort
 from numpy.lib.stride_tricks import sliding_window_view
 from onnx import TensorProto, helper, numpy_helper
-from sklearn.datasets import load_digits
-from sklearn.linear_model import LogisticRegression
-from sklearn.utils.extmath import randomized_svd
-from threadpoolctl import threadpool_limits
 
 from workloads.base import BuildOutput, Metric, Recipe, Variant
 
@@ -201,6 +197,8 @@ def _learn_conv(patches: np.ndarray, width: int, rng: np.random.Generator,
     The whitening and the standardisation are linear, so they fold into weight and bias and
     the exported layer is a plain Conv whose outputs have zero mean and unit variance.
     """
+    from sklearn.utils.extmath import randomized_svd  # sklearn: only where a build trains
+
     mean = patches.mean(0)
     centred = patches - mean
     cov = (centred.T @ centred / len(centred)).astype(np.float64)
@@ -237,6 +235,8 @@ def _pooled_features(convs: list[Conv], images: np.ndarray) -> np.ndarray:
 
 def _train_head(features: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Softmax regression on standardised features, the standardisation folded into Gemm."""
+    from sklearn.linear_model import LogisticRegression
+
     mean, std = features.mean(0), features.std(0) + 1e-6
     softmax = LogisticRegression(C=HEAD_C, max_iter=HEAD_ITERATIONS)
     softmax.fit((features - mean) / std, labels)
@@ -256,6 +256,8 @@ def _rng(*keys: str | int) -> np.random.Generator:
 
 def _split(rng: np.random.Generator) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Disjoint eval / calib / train digits (8x8 in [0, 1]) with their labels."""
+    from sklearn.datasets import load_digits
+
     digits = load_digits()
     order = rng.permutation(len(digits.target))
     parts = {"eval": order[:N_EVAL], "calib": order[N_EVAL:N_EVAL + N_CALIB],
@@ -266,6 +268,8 @@ def _split(rng: np.random.Generator) -> dict[str, tuple[np.ndarray, np.ndarray]]
 
 def build(out_dir: Path) -> BuildOutput:
     """Render the data, train every variant and write ``<variant>.onnx`` into ``out_dir``."""
+    from threadpoolctl import threadpool_limits
+
     with threadpool_limits(limits=1):
         data = _split(_rng("split"))
         train_glyphs, train_labels = data["train"]
