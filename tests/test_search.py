@@ -220,6 +220,36 @@ def test_a_measurement_that_cannot_fit_its_budget_is_pruned_before_scoring(digit
         protocol, max_measure_s=None)
 
 
+def test_timing_ends_at_the_p90_minimum_behind_the_incumbent_or_without_p99(digits):
+    """On a p90 search a candidate whose p90 at the p90 minimum is past the line cannot
+    win: its timing ends there (a p90 from ≥ 64 calls and the time minimum, p99 and
+    throughput not reported, ``behind`` says so); one within the line is timed in full.
+    A confirmation round of a p90 search (``time_p99`` off) also stops at the p90 minimum."""
+    from dataclasses import replace
+
+    from tuner.trial.config import Configuration
+    from tuner.trial.results import TrialState
+    from tuner.trial.run import run_trial
+
+    config = Configuration.parse({"variant": "linear"})
+    protocol = replace(FAST_PROTOCOL, latency_s=0.05, p99_calls=20_000)
+    behind = run_trial(digits, config, protocol=replace(protocol, behind_p90_ms=1e-6))
+    assert behind.state is TrialState.COMPLETE and behind.metrics.latency_p90_ms > 1e-6
+    assert behind.metrics.latency_p99_ms is None and behind.metrics.throughput_per_s is None
+    assert behind.metrics.cost_per_million_usd is None
+    calls = behind.measurement["behind"]["calls"]
+    assert protocol.p90_calls <= calls < protocol.p99_calls
+    assert behind.measurement["behind"]["behind_p90_ms"] == 1e-6
+    ahead = run_trial(digits, config, protocol=replace(protocol, behind_p90_ms=1e6))
+    assert ahead.metrics.latency_p99_ms is not None and "behind" not in ahead.measurement
+    assert ahead.metrics.throughput_per_s > 0
+    assert ahead.measurement["calls"] >= protocol.p99_calls
+    p90_only = run_trial(digits, config, protocol=replace(protocol, time_p99=False))
+    assert p90_only.metrics.latency_p90_ms is not None
+    assert p90_only.metrics.latency_p99_ms is None and "behind" not in p90_only.measurement
+    assert protocol.p90_calls <= p90_only.measurement["calls"] < protocol.p99_calls
+
+
 def test_the_best_is_confirmed_side_by_side_in_fresh_processes(tmp_path):
     """The top candidates and the baseline are re-measured in interleaved rounds, each a
     trial of its own (a fresh worker process, a new trial id, the build a cache hit); the

@@ -10,10 +10,10 @@ from tuner.hardware.profiles import HardwareProfile
 
 
 def cost_per_million_usd(profile: HardwareProfile,
-                         throughput_per_s: float) -> tuple[float | None, str]:
+                         throughput_per_s: float | None) -> tuple[float | None, str]:
     if profile.price is None:
         return None, "unavailable"
     source = f"{profile.price.source} ({profile.price.date})"
-    if throughput_per_s <= 0:
+    if not throughput_per_s or throughput_per_s <= 0:  # None: not measured
         return None, source
     return profile.price.usd_per_hour / (throughput_per_s * 3600.0) * 1e6, source

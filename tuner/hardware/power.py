@@ -20,8 +20,10 @@ def estimate_power_w(profile: HardwareProfile, threads: int) -> tuple[float, str
     return power, ESTIMATED_TDP
 
 
-def energy_mj_per_inference(power_w: float, throughput_per_s: float) -> float | None:
-    """Energy per sample in mJ: watts × seconds per sample (from offline throughput)."""
-    if throughput_per_s <= 0:
+def energy_mj_per_inference(power_w: float,
+                             throughput_per_s: float | None) -> float | None:
+    """Energy per sample in mJ: watts × seconds per sample (from offline throughput); None
+    where throughput was not measured."""
+    if not throughput_per_s or throughput_per_s <= 0:
         return None
     return power_w / throughput_per_s * 1000.0

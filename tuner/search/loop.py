@@ -7,12 +7,14 @@ already knows — a finished configuration, one in flight, one using an artifact
 failed to build or missed the quality constraint here, or one of a variant whose fp32 missed
 it by a wide margin — without measuring it again.
 
-Every trial it submits carries three gates (:class:`tuner.trial.measure.Protocol`): the
+Every trial it submits carries these gates (:class:`tuner.trial.measure.Protocol`): the
 quality floor of the constraints (an artifact under it is never timed) and, on a latency
 search, an abort line (a probe p50 above it stops the timing: ``pruned``, never a measured
 result): ``prune_factor`` × the incumbent's p90 with one objective; with more, where the
 others are known before timing (quality, size), ``prune_factor`` × the p90 of the front's
-fastest point that is at least as good on them; and a measurement budget
+fastest point that is at least as good on them; on a p90 search, a line past which a
+candidate's timing ends at the p90 minimum (``BEHIND_FACTOR`` × the incumbent's p90: it
+cannot win, so its p99 is not worth 662 calls); and a measurement budget
 (``MEASURE_CAP_S``, or twice the baseline's measurement). It also lets a trial read back the
 quality its artifact already scored (``reuse_quality``).
 """
@@ -43,7 +45,12 @@ from tuner.search.study import (
 )
 from tuner.trial.config import Configuration, artifact_digest
 from tuner.trial.constraints import Constraint, feasible, quality_shortfall
-from tuner.trial.results import KNOWN_BEFORE_TIMING, TrialResult, TrialState
+from tuner.trial.results import (
+    KNOWN_BEFORE_TIMING,
+    PER_SAMPLE_METRICS,
+    TrialResult,
+    TrialState,
+)
 from tuner.trial.run import failed_result
 from workloads.base import Workload
 
@@ -51,6 +58,12 @@ Progress = Callable[[dict[str, Any]], None]
 EXPLORE_TRIES = 64
 # A latency candidate whose probe p50 is this many times the incumbent's p90 is pruned.
 PRUNE_FACTOR = 3.0
+# On a p90 search, a candidate this many times the incumbent's p90 at the p90 minimum cannot
+# be the best: its timing ends there, p99 and throughput unreported (Protocol.behind_p90_ms),
+# unless a constraint names one of those. The margin is several times the spread of a 1 s
+# p90 on this VM; the confirmation re-times the top few.
+BEHIND_FACTOR = 1.25
+UNTIMED_BEHIND = ("latency_p99_ms", *PER_SAMPLE_METRICS)
 # A trial's measurement budget, s (Protocol.max_measure_s) — or this many times the
 # baseline's measurement where that is longer: a model whose ORT default takes minutes to
 # score and time gets as long for each of its candidates.
@@ -226,6 +239,9 @@ class SearchLoop:
             p90 = incumbent.metric("latency_p90_ms") if incumbent is not None else None
             if p90:
                 gates["abort_p50_ms"] = self.prune_factor * p90
+            if p90 and objective == "latency_p90_ms" and not any(
+                    c.metric in UNTIMED_BEHIND for c in self.constraints):
+                gates["behind_p90_ms"] = BEHIND_FACTOR * p90
         elif all(o in KNOWN_BEFORE_TIMING for o in others):
             # Multi-objective: the worker prunes a candidate the front dominates with margin
             # once its quality (and size) are known (measure.front_abort_line).

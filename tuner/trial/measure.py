@@ -3,7 +3,10 @@
 Order within one process: score quality on the evaluation set, warm up (≥ 20 calls and
 ≥ 0.5 s), time single calls for latency (≥ 662 calls and ≥ 1 s, so p99 is supported;
 SingleStream), then run back-to-back batches for throughput (≥ 1 s in ≥ 10 blocks;
-Offline), all with the same session. Latencies are integer nanoseconds until the end.
+Offline), all with the same session. Latencies are integer nanoseconds until the end. On a
+p90 search, a candidate whose p90 at the p90 minimum (≥ 64 calls and ≥ 1 s) is behind the
+incumbent by a margin (``behind_p90_ms``) stops timing there, its p99 and throughput
+unreported.
 
 Two gates a search sets per trial spare it timings whose fate is known
 (:class:`Protocol`): ``quality_floor`` (a quality ratio under the hard constraint ends the
@@ -82,6 +85,14 @@ class Protocol:
     # so p99 goes unreported where its 662 calls do not fit. A search sets it (issue 24: no
     # trial measures for more than a minute unless the user's budget asks for it).
     max_measure_s: float | None = None
+    # A single-objective p90 search's line for a full timing: a candidate whose p90 over the
+    # p90 minimum (``p90_calls`` and ``latency_s``) is above it cannot be the best, so its
+    # timing ends there and its throughput blocks are skipped; p99 and throughput go
+    # unreported (they are spent only on candidates that may win). None: the full timing.
+    behind_p90_ms: float | None = None
+    # False: the latency timing ends at the p90 minimum, p99 unreported (a confirmation
+    # round of a p90 search compares p90 only).
+    time_p99: bool = True
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -101,16 +112,22 @@ def time_calls(run: Run, feed: dict[str, np.ndarray], protocol: Protocol) -> np.
     clock = time.perf_counter_ns
     start = clock()
     min_ns, max_ns = int(protocol.latency_s * 1e9), int(protocol.max_latency_s * 1e9)
+    line_ns = protocol.behind_p90_ms * 1e6 if protocol.behind_p90_ms is not None else None
+    enough = protocol.p99_calls if protocol.time_p99 else protocol.p90_calls
     while True:
         before = clock()
         run(feed)
         after = clock()
         samples.append(after - before)
         elapsed = after - start
-        if len(samples) >= protocol.p99_calls and elapsed >= min_ns:
+        if len(samples) >= enough and elapsed >= min_ns:
             break
         if elapsed >= max_ns and len(samples) >= protocol.blocks:
             break
+        if (line_ns is not None and len(samples) >= protocol.p90_calls and elapsed >= min_ns):
+            if np.percentile(samples, 90) > line_ns:
+                break  # behind: p90 has its minimum, p99 is not worth 662 calls
+            line_ns = None  # within reach of the best: the full timing
     return np.asarray(samples, dtype=np.int64)
 
 
@@ -294,7 +311,13 @@ def measure_session(run: Run, feed: dict[str, np.ndarray], batch: int,
     warmup = screened["warmup_calls"]
     usage = CoreUsage()
     stats = latency_stats(time_calls(run, feed, protocol), protocol)
-    stats |= offline_throughput(run, feed, batch, protocol)
+    if (protocol.behind_p90_ms is not None and stats["latency_p99_ms"] is None
+            and (stats["latency_p90_ms"] or 0.0) > protocol.behind_p90_ms):
+        # Behind: neither p99 nor throughput can make it the best of a p90 search.
+        stats["behind"] = {"calls": stats["calls"], "behind_p90_ms": protocol.behind_p90_ms}
+        stats["throughput_per_s"] = None
+    else:
+        stats |= offline_throughput(run, feed, batch, protocol)
     stats["warmup_calls"] = warmup
     contention = usage.share()
     stats["contention"] = contention
