@@ -106,8 +106,10 @@ def warm_up(run: Run, feed: dict[str, np.ndarray], protocol: Protocol) -> int:
     return calls
 
 
-def time_calls(run: Run, feed: dict[str, np.ndarray], protocol: Protocol) -> np.ndarray:
-    """Latency of single calls in ns, until the call and time minimums are both met."""
+def time_calls(run: Run, feed: dict[str, np.ndarray],
+               protocol: Protocol) -> tuple[np.ndarray, bool]:
+    """Latency of single calls in ns, until the call and time minimums are both met; and
+    whether the timing ended at the p90 minimum behind ``behind_p90_ms``."""
     samples: list[int] = []
     clock = time.perf_counter_ns
     start = clock()
@@ -126,9 +128,9 @@ def time_calls(run: Run, feed: dict[str, np.ndarray], protocol: Protocol) -> np.
             break
         if (line_ns is not None and len(samples) >= protocol.p90_calls and elapsed >= min_ns):
             if np.percentile(samples, 90) > line_ns:
-                break  # behind: p90 has its minimum, p99 is not worth 662 calls
+                return np.asarray(samples, dtype=np.int64), True  # p99 is not worth 662 calls
             line_ns = None  # within reach of the best: the full timing
-    return np.asarray(samples, dtype=np.int64)
+    return np.asarray(samples, dtype=np.int64), False
 
 
 def latency_stats(samples_ns: np.ndarray, protocol: Protocol) -> dict[str, Any]:
@@ -310,10 +312,9 @@ def measure_session(run: Run, feed: dict[str, np.ndarray], batch: int,
         return screened
     warmup = screened["warmup_calls"]
     usage = CoreUsage()
-    stats = latency_stats(time_calls(run, feed, protocol), protocol)
-    if (protocol.behind_p90_ms is not None and stats["latency_p99_ms"] is None
-            and (stats["latency_p90_ms"] or 0.0) > protocol.behind_p90_ms):
-        # Behind: neither p99 nor throughput can make it the best of a p90 search.
+    samples, behind = time_calls(run, feed, protocol)
+    stats = latency_stats(samples, protocol)
+    if behind:  # neither p99 nor throughput can make it the best of a p90 search
         stats["behind"] = {"calls": stats["calls"], "behind_p90_ms": protocol.behind_p90_ms}
         stats["throughput_per_s"] = None
     else:
